@@ -1,0 +1,70 @@
+# -*- test-case-name: tests.test_switcher -*-
+"""
+The errors llmux reports to clients, as exceptions.
+
+Each carries the message a client sees; the web layer maps the class to an
+HTTP status. The switcher raises them without knowing about HTTP.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LlmuxError",
+    "ModelNotFound",
+    "ModelNotReady",
+    "RequestTimedOut",
+    "SwitchFailed",
+]
+
+
+class LlmuxError(Exception):
+    """
+    An error with a message meant for the client.
+    """
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ModelNotFound(LlmuxError):
+    """
+    The request named a model that is not in the config.
+    """
+
+    def __init__(self, model: str):
+        super().__init__(f"Model not found: {model}")
+        self.model = model
+
+
+class RequestTimedOut(LlmuxError):
+    """
+    The request waited longer than the policy's request timeout.
+    """
+
+    def __init__(self, model: str, timeoutSecs: float):
+        super().__init__("Request timed out waiting for model")
+        self.model = model
+        self.timeoutSecs = timeoutSecs
+
+
+class SwitchFailed(LlmuxError):
+    """
+    The wake hook of the requested model failed.
+    """
+
+    def __init__(self, model: str, detail: str):
+        super().__init__(f"Hook failed for {model}: {detail}")
+        self.model = model
+        self.detail = detail
+
+
+class ModelNotReady(LlmuxError):
+    """
+    The model cannot take the request now (e.g. llmux is shutting down).
+    """
+
+    def __init__(self, model: str, reason: str):
+        super().__init__(f"Model not ready: {model} ({reason})")
+        self.model = model
+        self.reason = reason

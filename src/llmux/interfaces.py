@@ -85,6 +85,8 @@ class PendingContext:
     @ivar queueDepths: requests waiting, for every configured model.
     @ivar switchCostSecs: the estimated cost of switching from C{active} to
         C{target}, or C{None} if no such switch has been observed.
+    @ivar switchingTo: the target of the switch under way, or C{None}.
+    @ivar models: every configured model, in config order.
     """
 
     target: str
@@ -96,6 +98,8 @@ class PendingContext:
     activeIdleSecs: float
     queueDepths: Mapping[str, int]
     switchCostSecs: float | None
+    switchingTo: str | None
+    models: tuple[str, ...]
 
 
 @attrs.frozen

@@ -1,0 +1,541 @@
+# -*- test-case-name: tests.test_switcher -*-
+"""
+The switcher: which model is awake, who waits for which, and the switch itself.
+
+It deals only in model names, slots, L{Deferred}s and time. The policy decides
+when and to what to switch; the hook runner wakes and sleeps models; the clock
+is injected. So the same switcher serves the live server, the unit tests on a
+L{twisted.internet.task.Clock} and the simulator.
+
+Rules (SPEC section 4) and where they live:
+
+  - requests for the awake model take a slot at once (L{Switcher.acquire});
+    others queue on their model and the policy is consulted;
+  - switches run one at a time under a L{DeferredLock} (L{Switcher._switch}):
+    backoff after a failure, re-check, cooldown, drain, sleep the old model,
+    wake the new one, release or fail its waiters;
+  - a released waiter receives its slot in the same instant it is released,
+    while the switch still holds the lock. 2.4.0 needed a "settle" wait (up to
+    5 s) for released requests to pick up their slots before the next switch
+    could drain the model; here no such window exists, so the next switch
+    always sees them in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .config import Config, ModelConfig
+from .cost import CostTracker
+from .errors import ModelNotFound, RequestTimedOut, SwitchFailed
+from .interfaces import (
+    Decision,
+    DeferUntil,
+    HookResult,
+    IHookRunner,
+    ISlot,
+    ISwitcher,
+    ISwitchPolicy,
+    PendingContext,
+    SwitchContext,
+    SwitchedContext,
+    TickContext,
+)
+
+__all__ = ["Active", "FAILURE_BACKOFF_SECS", "Idle", "Switcher", "Switching"]
+
+#: After a failed switch, the next one waits until this long after the failure.
+FAILURE_BACKOFF_SECS = 2.0
+
+
+@attrs.frozen
+class Idle:
+    """
+    No model is awake.
+    """
+
+
+@attrs.frozen
+class Switching:
+    """
+    A switch from C{from_} (C{None}: nothing awake) to C{to} is under way.
+    """
+
+    from_: str | None
+    to: str
+
+
+@attrs.frozen
+class Active:
+    """
+    C{model} is awake and serving.
+    """
+
+    model: str
+
+
+State = Idle | Switching | Active
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    """
+    A request waiting for its model to wake.
+    """
+
+    since: float
+    deferred: Deferred[ISlot] = attrs.field(init=False)
+
+
+@attrs.define(eq=False)
+class _Model:
+    """
+    The switcher's book-keeping for one configured model.
+    """
+
+    config: ModelConfig
+    idleSince: float
+    inFlight: int = 0
+    draining: bool = False
+    waiters: list[_Waiter] = attrs.field(factory=list)
+    drainWatchers: list[Deferred[None]] = attrs.field(factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@implementer(ISlot)
+@attrs.define(eq=False)
+class Slot:
+    """
+    One request in flight on C{model}; see L{ISlot}.
+    """
+
+    _switcher: Switcher
+    _state: _Model
+    _released: bool = False
+
+    @property
+    def model(self) -> str:
+        return self._state.name
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._switcher._release(self._state)
+
+
+@implementer(ISwitcher)
+class Switcher:
+    """
+    Makes one model at a time the awake one and hands out in-flight slots.
+
+    @ivar state: L{Idle}, L{Switching} or L{Active}.
+    @ivar costs: the L{CostTracker} of observed switches.
+    @ivar lastError: the message of the last failed switch, or C{None}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        policy: ISwitchPolicy,
+        hooks: IHookRunner,
+        clock: IReactorTime,
+    ) -> None:
+        self._policy = policy
+        self._hooks = hooks
+        self._clock = clock
+        now = clock.seconds()
+        self._models = {m.name: _Model(m, idleSince=now) for m in config.models}
+        self._order = config.modelNames
+        self.state: State = Idle()
+        self.costs = CostTracker()
+        self.lastError: str | None = None
+        # The model whose backend is up and may serve: the active one, and
+        # the old one of a switch until its sleep hook starts.
+        self._awake: str | None = None
+        self._awakeSince = now
+        self._lock = DeferredLock()
+        self._arranged: set[str] = set()
+        self._target: str | None = None
+        self._lastFailure: float | None = None
+        self._ticker: LoopingCall | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Start the policy's periodic scheduler, if it has one.
+        """
+        interval = self._policy.schedulerInterval
+        if interval is not None and self._ticker is None:
+            self._ticker = LoopingCall(self._tick)
+            self._ticker.clock = self._clock
+            self._ticker.start(interval, now=False).addErrback(
+                lambda f: self.log.failure("scheduler stopped", f)
+            )
+
+    def stop(self) -> None:
+        """
+        Stop the periodic scheduler.
+        """
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        self._ticker = None
+
+    # -- requests ------------------------------------------------------------
+
+    def acquire(self, model: str) -> Deferred[ISlot]:
+        """
+        See L{ISwitcher.acquire}.
+        """
+        state = self._models.get(model)
+        if state is None:
+            return fail(ModelNotFound(model))
+        if self._awake == model and not state.draining:
+            return succeed(self._grant(state))
+        return self._enqueue(state)
+
+    def _grant(self, state: _Model) -> Slot:
+        state.inFlight += 1
+        return Slot(self, state)
+
+    def _release(self, state: _Model) -> None:
+        state.inFlight -= 1
+        if state.inFlight == 0:
+            state.idleSince = self._clock.seconds()
+            watchers, state.drainWatchers = state.drainWatchers, []
+            for watcher in watchers:
+                watcher.callback(None)
+
+    def _enqueue(self, state: _Model) -> Deferred[ISlot]:
+        waiter = _Waiter(since=self._clock.seconds())
+        waiter.deferred = Deferred(lambda d: self._forget(state, waiter))
+        state.waiters.append(waiter)
+        timeout = self._policy.requestTimeout
+        if timeout is not None:
+            waiter.deferred.addTimeout(
+                timeout, self._clock, onTimeoutCancel=self._timedOut(state, timeout)
+            )
+        self._consult(state)
+        return waiter.deferred
+
+    def _forget(self, state: _Model, waiter: _Waiter) -> None:
+        """
+        Remove a waiter that timed out or was cancelled, at once, so it can
+        neither keep its model's queue alive nor trigger a switch.
+        """
+        if waiter in state.waiters:
+            state.waiters.remove(waiter)
+
+    def _timedOut(self, state: _Model, timeout: float) -> Any:
+        def convert(result: object, timeoutSecs: float) -> Failure:
+            self.log.info(
+                "{model}: request timed out after {timeout_secs}s waiting",
+                event="request_timeout",
+                model=state.name,
+                timeout_secs=timeout,
+            )
+            return Failure(RequestTimedOut(state.name, timeout))
+
+        return convert
+
+    def _consult(self, state: _Model) -> None:
+        """
+        Ask the policy what to do about a request waiting for C{state}.
+        """
+        if state.name == self._target or state.name in self._arranged:
+            return
+        try:
+            decision = self._policy.onPending(self._pendingContext(state))
+        except Exception:
+            self.log.failure("policy failed on a pending request; switching now")
+            decision = Decision.SWITCH_NOW
+        if decision is Decision.SWITCH_NOW:
+            self._arrange(state.name)
+        elif isinstance(decision, DeferUntil):
+            # Whatever becomes of the policy's Deferred, the waiters must not
+            # hang on it; the switch re-checks that they are still there.
+            decision.when.addBoth(lambda _: self._arrange(state.name))
+
+    # -- switching -----------------------------------------------------------
+
+    def _arrange(self, target: str) -> None:
+        """
+        Queue a switch to C{target} behind any switch under way.
+        """
+        if target == self._target or target in self._arranged:
+            return
+        self._arranged.add(target)
+        d = self._lock.run(lambda: Deferred.fromCoroutine(self._switchTo(target)))
+        d.addErrback(lambda f: self.log.failure("switch to {target} crashed", f, target=target))
+
+    def _switchTo(self, target: str) -> Coroutine[Any, Any, None]:
+        self._arranged.discard(target)
+        return self._switch(self._models[target])
+
+    async def _switch(self, state: _Model) -> None:
+        await self._backoff()
+        if self._awake == state.name and not state.draining:
+            self._releaseWaiters(state)
+            return
+        if not state.waiters:
+            self.log.debug("{model}: switch skipped, nobody waits", model=state.name)
+            return
+        old = self._models[self._awake] if self._awake is not None else None
+        self._target = state.name
+        self.state = Switching(old.name if old else None, state.name)
+        self.log.info(
+            "switching {from_} -> {to}",
+            event="switch_started",
+            from_=old.name if old else "idle",
+            to=state.name,
+        )
+        try:
+            await self._cooldown()
+            if not state.waiters:
+                return self._abandon(old, state)
+            await self._drain(old, state)
+            if not state.waiters:
+                return self._abandon(old, state)
+            started = self._clock.seconds()
+            await self._sleep(old, state)
+            await self._wake(old, state, started)
+        finally:
+            self._target = None
+
+    def _abandon(self, old: _Model | None, new: _Model) -> None:
+        """
+        Call off a switch whose waiters all left before the old model was put
+        to sleep: the old model goes on serving, including the requests that
+        queued for it while it was draining.
+        """
+        self.log.info("{model}: switch called off, nobody waits", model=new.name)
+        if old is None:
+            self.state = Idle()
+        else:
+            old.draining = False
+            self.state = Active(old.name)
+            self._releaseWaiters(old)
+
+    async def _backoff(self) -> None:
+        if self._lastFailure is None:
+            return
+        remaining = self._lastFailure + FAILURE_BACKOFF_SECS - self._clock.seconds()
+        if remaining > 0:
+            await deferLater(self._clock, remaining)
+
+    async def _cooldown(self) -> None:
+        """
+        Keep the old model awake (and serving) for the policy's minimum.
+        """
+        if self._awake is None:
+            return
+        awakeFor = self._clock.seconds() - self._awakeSince
+        remaining = self._policy.minActiveSecs - awakeFor
+        if remaining > 0:
+            await deferLater(self._clock, remaining)
+
+    async def _drain(self, old: _Model | None, new: _Model) -> None:
+        """
+        Stop the old model taking requests and let the policy wait for it.
+        """
+        if old is None:
+            return
+        old.draining = True
+        context = SwitchContext(old.name, new.name, lambda: self._drained(old))
+        wait = self._policy.beforeSwitch(context)
+        if wait is not None:
+            await wait
+
+    def _drained(self, state: _Model) -> Deferred[None]:
+        if state.inFlight == 0:
+            return succeed(None)
+        watcher: Deferred[None] = Deferred(lambda d: state.drainWatchers.remove(d))
+        state.drainWatchers.append(watcher)
+        return watcher
+
+    async def _sleep(self, old: _Model | None, new: _Model) -> None:
+        if old is None:
+            return
+        self._awake = None
+        result = await self._runHook(old, "sleep")
+        old.draining = False
+        if not result.succeeded:
+            # wake is idempotent, so a failed sleep does not stop the switch.
+            self.log.warn(
+                "{model}: sleep hook failed ({error}); switching on",
+                event="sleep_hook_failed",
+                model=old.name,
+                to=new.name,
+                error=result.describeFailure(),
+            )
+
+    async def _wake(self, old: _Model | None, new: _Model, started: float) -> None:
+        result = await self._runHook(new, "wake")
+        now = self._clock.seconds()
+        fromName = old.name if old else None
+        if result.succeeded:
+            duration = now - started
+            self.costs.record(fromName, new.name, duration)
+            self._awake, self._awakeSince = new.name, now
+            self.state = Active(new.name)
+            self.log.info(
+                "{model} active (from {from_}, {duration_secs:.2f}s)",
+                event="model_activated",
+                model=new.name,
+                from_=fromName or "idle",
+                duration_secs=duration,
+            )
+            self._tellPolicy(SwitchedContext(fromName, new.name, duration))
+            self._releaseWaiters(new)
+            return
+        detail = result.describeFailure()
+        self.log.error(
+            "{model}: switch failed: {error}",
+            event="switch_failed",
+            model=new.name,
+            from_=fromName or "idle",
+            error=detail,
+        )
+        await self._runHook(new, "sleep")
+        self.state = Idle()
+        self._lastFailure = self._clock.seconds()
+        self.lastError = f"{new.name}: {detail}"
+        self._failWaiters(new, SwitchFailed(new.name, detail))
+
+    async def _runHook(self, state: _Model, hook: str) -> HookResult:
+        """
+        Run a hook; a runner that errs counts as a failed hook, not a crash.
+        """
+        started = self._clock.seconds()
+        try:
+            return await self._hooks.run(state.config, hook)
+        except Exception as e:
+            self.log.failure("{model}: {hook} hook runner failed", model=state.name, hook=hook)
+            return HookResult(
+                model=state.name,
+                hook=hook,
+                exitCode=None,
+                signal=None,
+                timedOut=False,
+                durationSecs=self._clock.seconds() - started,
+                stderr=str(e).encode("utf-8", "replace"),
+            )
+
+    def _tellPolicy(self, context: SwitchedContext) -> None:
+        try:
+            self._policy.afterSwitch(context)
+        except Exception:
+            self.log.failure("policy failed after a switch")
+
+    def _releaseWaiters(self, state: _Model) -> None:
+        waiters, state.waiters = state.waiters, []
+        for waiter in waiters:
+            waiter.deferred.callback(self._grant(state))
+
+    def _failWaiters(self, state: _Model, error: Exception) -> None:
+        waiters, state.waiters = state.waiters, []
+        for waiter in waiters:
+            waiter.deferred.errback(Failure(error))
+
+    # -- the scheduler -------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self._target is not None or self._arranged:
+            return
+        try:
+            choice = self._policy.schedule(self._tickContext())
+        except Exception:
+            self.log.failure("policy scheduler failed")
+            return
+        if choice is not None and choice in self._models and choice != self._awake:
+            self._arrange(choice)
+
+    # -- what policies see ---------------------------------------------------
+
+    def _activeView(self) -> tuple[float, int, float]:
+        """
+        How long the awake model has been awake, its in-flight count and how
+        long it has been idle; zeros when nothing is awake.
+        """
+        if self._awake is None:
+            return 0.0, 0, 0.0
+        now = self._clock.seconds()
+        state = self._models[self._awake]
+        idle = now - state.idleSince if state.inFlight == 0 else 0.0
+        return now - self._awakeSince, state.inFlight, idle
+
+    def queueDepths(self) -> dict[str, int]:
+        """
+        Requests waiting, by model.
+        """
+        return {name: len(state.waiters) for name, state in self._models.items()}
+
+    def _pendingContext(self, state: _Model) -> PendingContext:
+        activeFor, inFlight, idle = self._activeView()
+        return PendingContext(
+            target=state.name,
+            active=self._awake,
+            targetQueueDepth=len(state.waiters),
+            oldestWaitSecs=self._clock.seconds() - state.waiters[0].since,
+            activeInFlight=inFlight,
+            activeForSecs=activeFor,
+            activeIdleSecs=idle,
+            queueDepths=self.queueDepths(),
+            switchCostSecs=self.costs.estimate(self._awake, state.name),
+            switchingTo=self._target,
+            models=self._order,
+        )
+
+    def _tickContext(self) -> TickContext:
+        activeFor, inFlight, idle = self._activeView()
+        now = self._clock.seconds()
+        return TickContext(
+            active=self._awake,
+            activeForSecs=activeFor,
+            activeInFlight=inFlight,
+            activeIdleSecs=idle,
+            queueDepths=self.queueDepths(),
+            oldestWaits={
+                name: now - state.waiters[0].since
+                for name, state in self._models.items()
+                if state.waiters
+            },
+            switchCosts=self.costs.estimatesFrom(self._awake),
+            models=self._order,
+        )
+
+    # -- introspection -------------------------------------------------------
+
+    def inFlight(self, model: str) -> int:
+        """
+        Requests in flight on C{model}.
+        """
+        return self._models[model].inFlight
+
+    def isDraining(self, model: str) -> bool:
+        """
+        Whether C{model} is being drained for a switch away from it.
+        """
+        return self._models[model].draining
+
+    @property
+    def awake(self) -> str | None:
+        """
+        The model whose backend is up and may serve, or C{None}.
+        """
+        return self._awake
+

@@ -1,0 +1,23 @@
+"""
+llmux's built-in switch policies, registered as Twisted plugins.
+
+They are found by L{twisted.plugin.getPlugins} exactly as a third-party
+policy package's plugins are. Keep this file import-light.
+"""
+
+from llmux.policies.base import PolicyFactory
+
+fifo = PolicyFactory(
+    name="fifo",
+    description="Switch as soon as a request arrives for a model that is not awake.",
+    builder="llmux.policies.fifo.FifoPolicy.fromConfig",
+)
+
+round_robin = PolicyFactory(
+    name="round_robin",
+    description=(
+        "Models take turns in config order; a turn ends when the model is idle"
+        " or has used its quantum."
+    ),
+    builder="llmux.policies.round_robin.RoundRobinPolicy.fromConfig",
+)

@@ -1,0 +1,3 @@
+"""
+A plugin package for discovery tests: two different policies, one name.
+"""

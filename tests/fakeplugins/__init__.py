@@ -1,0 +1,3 @@
+"""
+A plugin package for discovery tests: one policy, found twice.
+"""

@@ -1,0 +1,243 @@
+"""
+Tests for L{llmux.config}: parsing, defaults and one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from llmux.config import ConfigError, ModelConfig, PolicyConfig, loadConfig, parseConfig
+
+YAML = """\
+models:
+  llama:
+    port: 8001
+    wake: ./scripts/wake-llama.sh
+    sleep: ./scripts/sleep-llama.sh
+    alive: curl -sf http://localhost:8001/health
+  mistral: {port: 8002, wake: "w", sleep: "s", alive: "a"}
+policy:
+  request_timeout_secs: 300
+  drain_before_switch: false
+  min_active_secs: 5
+  quantum_secs: 20
+port: 4000
+"""
+
+
+def model(**overrides: Any) -> dict[str, Any]:
+    return {"port": 8001, "wake": "w", "sleep": "s", "alive": "a", **overrides}
+
+
+class LoadTests(SynchronousTestCase):
+    """
+    Reading files: YAML or JSON by extension.
+    """
+
+    def write(self, name: str, text: str) -> str:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_yaml(self) -> None:
+        """
+        A YAML file gives typed config objects in file order, with hooks run
+        from the file's directory.
+        """
+        path = self.write("config.yaml", YAML)
+        config = loadConfig(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        self.assertEqual(config.modelNames, ("llama", "mistral"))
+        self.assertEqual(
+            config.model("llama"),
+            ModelConfig(
+                name="llama",
+                port=8001,
+                wake="./scripts/wake-llama.sh",
+                sleep="./scripts/sleep-llama.sh",
+                alive="curl -sf http://localhost:8001/health",
+                directory=directory,
+            ),
+        )
+        self.assertEqual(config.port, 4000)
+        self.assertEqual(config.policy.request_timeout_secs, 300)
+        self.assertFalse(config.policy.drain_before_switch)
+        self.assertEqual(config.policy.min_active_secs, 5)
+        self.assertEqual(dict(config.policy.extra), {"quantum_secs": 20})
+        self.assertIsNone(config.model("nope"))
+
+    def test_json(self) -> None:
+        """
+        Any other extension is JSON.
+        """
+        path = self.write("llmux.conf", json.dumps({"models": {"a": model()}}))
+        self.assertEqual(loadConfig(path).modelNames, ("a",))
+
+    def test_inlineScript(self) -> None:
+        """
+        A multi-line YAML script is kept as written.
+        """
+        text = "models:\n  a:\n    port: 1\n    wake: |\n      echo one\n      echo two\n"
+        text += "    sleep: s\n    alive: a\n"
+        config = loadConfig(self.write("c.yml", text))
+        self.assertEqual(config.models[0].wake, "echo one\necho two\n")
+
+    def test_defaults(self) -> None:
+        """
+        Omitted settings take SPEC defaults: port 3000, drain on, no timeout,
+        no minimum active time.
+        """
+        config = parseConfig({"models": {"a": model()}})
+        self.assertEqual(config.port, 3000)
+        self.assertEqual(config.policy, PolicyConfig())
+        self.assertIsNone(config.policy.request_timeout_secs)
+        self.assertTrue(config.policy.drain_before_switch)
+        self.assertEqual(config.policy.min_active_secs, 0)
+
+    def test_nullTimeout(self) -> None:
+        """
+        request_timeout_secs: null means unlimited.
+        """
+        config = parseConfig({"models": {"a": model()}, "policy": {"request_timeout_secs": None}})
+        self.assertIsNone(config.policy.request_timeout_secs)
+
+    def test_missingFile(self) -> None:
+        """
+        A missing file is one line naming it.
+        """
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig("/nonexistent/config.yaml")
+        self.assertEqual(
+            str(caught.exception), "/nonexistent/config.yaml: cannot read: No such file or directory"
+        )
+
+    def test_syntaxErrors(self) -> None:
+        """
+        YAML and JSON syntax errors name the file and the position, on one line.
+        """
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(self.write("c.yaml", "models: [\n"))
+        self.assertRegex(str(caught.exception), r"c\.yaml: invalid YAML at line \d+, column \d+")
+        self.assertNotIn("\n", str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(self.write("c.json", "{"))
+        self.assertRegex(str(caught.exception), r"c\.json: invalid JSON at line 1, column 2")
+
+    def test_errorNamesFile(self) -> None:
+        """
+        Validation errors from a file carry the file and the field.
+        """
+        path = self.write("c.yaml", "models:\n  a: {port: 0, wake: w, sleep: s, alive: a}\n")
+        with self.assertRaises(ConfigError) as caught:
+            loadConfig(path)
+        self.assertEqual(str(caught.exception), f"{path}: models.a.port: must be from 1 to 65535, not 0")
+
+
+class ValidationTests(SynchronousTestCase):
+    """
+    Each kind of mistake gets one line naming the field.
+    """
+
+    def assertRejected(self, data: Any, message: str) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parseConfig(data)
+        self.assertEqual(str(caught.exception), message)
+
+    def test_notAMapping(self) -> None:
+        self.assertRejected([1], "must be a mapping with a 'models' table")
+
+    def test_noModels(self) -> None:
+        self.assertRejected({}, "models: missing (at least one model is required)")
+        self.assertRejected({"models": {}}, "models: is empty (at least one model is required)")
+        self.assertRejected({"models": [1]}, "models: must be a mapping of model name to settings")
+
+    def test_missingKey(self) -> None:
+        data = {"models": {"a": {"port": 1, "wake": "w", "sleep": "s"}}}
+        self.assertRejected(data, "models.a.alive: missing (required)")
+
+    def test_unknownKeys(self) -> None:
+        self.assertRejected(
+            {"models": {"a": model(wakeup="x")}},
+            "models.a.wakeup: unknown key (expected one of: port, wake, sleep, alive)",
+        )
+        self.assertRejected(
+            {"models": {"a": model()}, "prot": 1},
+            "prot: unknown key (expected one of: models, policy, port)",
+        )
+
+    def test_wrongTypes(self) -> None:
+        self.assertRejected(
+            {"models": {"a": model(port="8001")}},
+            "models.a.port: must be an integer from 1 to 65535, not '8001'",
+        )
+        self.assertRejected(
+            {"models": {"a": model(port=True)}},
+            "models.a.port: must be an integer from 1 to 65535, not True",
+        )
+        self.assertRejected(
+            {"models": {"a": model(wake=["x"])}},
+            "models.a.wake: must be a non-empty string (a path or a script)",
+        )
+        self.assertRejected(
+            {"models": {"a": model(sleep="  ")}},
+            "models.a.sleep: must be a non-empty string (a path or a script)",
+        )
+        self.assertRejected(
+            {"models": {"a": model()}, "policy": {"drain_before_switch": "yes"}},
+            "policy.drain_before_switch: must be true or false",
+        )
+        self.assertRejected(
+            {"models": {"a": model()}, "policy": {"min_active_secs": -1}},
+            "policy.min_active_secs: must be at least 0, not -1",
+        )
+        self.assertRejected(
+            {"models": {"a": model()}, "policy": {"request_timeout_secs": "300"}},
+            "policy.request_timeout_secs: must be a number of 0 or more or null, not '300'",
+        )
+        self.assertRejected({"models": {"a": model()}, "policy": [1]}, "policy: must be a mapping")
+        self.assertRejected(
+            {"models": {"a": "x"}}, "models.a: must be a mapping with port, wake, sleep and alive"
+        )
+        self.assertRejected(
+            {"models": {1: model()}}, "models.1: model names must be non-empty strings"
+        )
+
+    def test_portRange(self) -> None:
+        self.assertRejected(
+            {"models": {"a": model(port=65536)}}, "models.a.port: must be from 1 to 65535, not 65536"
+        )
+        self.assertRejected(
+            {"models": {"a": model()}, "port": 0}, "port: must be from 1 to 65535, not 0"
+        )
+
+    def test_duplicatePorts(self) -> None:
+        self.assertRejected(
+            {"models": {"a": model(), "b": model()}},
+            "models.b.port: port 8001 is already used by model 'a'",
+        )
+
+    @given(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+            lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+            max_leaves=20,
+        )
+    )
+    def test_anyDataConfigErrorOrConfig(self, data: Any) -> None:
+        """
+        Whatever a file decodes to, parsing gives a config or a ConfigError,
+        never another exception.
+        """
+        try:
+            parseConfig(data)
+        except ConfigError as e:
+            self.assertNotIn("\n", str(e))

@@ -1,0 +1,3 @@
+"""
+An example llmux policy, shipped as its own package.
+"""

@@ -1,0 +1,147 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The C{llmux} twistd plugin's options and service maker.
+
+C{twistd -n llmux --config config.yaml --policy round_robin} and the C{llmux}
+console script both land here. Every mistake in the options or the config is
+reported as one line before the reactor starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from . import __version__
+from .config import Config, ConfigError, loadConfig
+from .interfaces import ISwitchPolicy
+from .policies import PolicyConflict, UnknownPolicy, buildPolicy, findPolicies
+
+__all__ = ["Options", "makeService"]
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{port} is not a port (1 to 65535)")
+    return port
+
+
+class Options(usage.Options):
+    """
+    Command-line options of llmux.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Multiplexes OpenAI-compatible model servers behind one port, waking"
+        " the model each request names and putting the others to sleep."
+    )
+    optParameters = [
+        ["config", "c", "config.yaml", "Configuration file (.yaml/.yml: YAML, else JSON)."],
+        [
+            "port",
+            "p",
+            None,
+            "Port to listen on, on all interfaces (overrides the config).",
+            _port,
+        ],
+        [
+            "listen",
+            None,
+            None,
+            "Twisted endpoint to listen on, e.g. tcp:3000:interface=127.0.0.1 or"
+            " unix:/run/llmux.sock (overrides --port).",
+        ],
+        ["policy", None, "fifo", "Switch policy, by name (see --list-policies)."],
+    ]
+    optFlags = [
+        ["verbose", "v", "Log debug detail: hook output, every request."],
+    ]
+
+    config: Config
+    policy: ISwitchPolicy
+    listen: str
+
+    def opt_version(self) -> None:
+        """
+        Print llmux's version and exit.
+        """
+        print(f"llmux {__version__.public()}")
+        sys.exit(0)
+
+    def opt_list_policies(self) -> None:
+        """
+        List the switch policies the plugin system finds, and exit.
+        """
+        try:
+            policies = findPolicies()
+        except PolicyConflict as e:
+            _fail(str(e))
+        width = max(len(name) for name in policies)
+        for name in sorted(policies):
+            print(f"{name:<{width}}  {policies[name].description}")
+        sys.exit(0)
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        # twistd prints its whole usage text before a usage error; a wrong
+        # option deserves one line that says what is wrong.
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            _fail(f"{e} (see llmux --help)")
+
+    def postOptions(self) -> None:
+        try:
+            self.config = loadConfig(self["config"])
+            self.policy = buildPolicy(self["policy"], self.config.policy)
+        except ConfigError as e:
+            _fail(str(e if e.source else e.withSource(self["config"])))
+        except (UnknownPolicy, PolicyConflict) as e:
+            _fail(str(e))
+        self.listen = self._listenDescription()
+
+    def _listenDescription(self) -> str:
+        if self["listen"] is not None:
+            description: str = self["listen"]
+        else:
+            port = self.config.port if self["port"] is None else self["port"]
+            description = f"tcp:{port}"
+        _checkEndpoint(description)
+        return description
+
+
+def _checkEndpoint(description: str) -> None:
+    """
+    Parse an endpoint description now, so a bad one is an option error rather
+    than a failure after start-up.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, description)
+    except (ValueError, TypeError, IndexError, KeyError) as e:
+        _fail(f"invalid listen endpoint {description!r}: {e}")
+
+
+def _fail(message: str) -> Any:
+    """
+    Report an error as one line on stderr and exit non-zero.
+    """
+    sys.stderr.write(f"llmux: error: {message}\n")
+    raise SystemExit(1)
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the llmux service from parsed options.
+    """
+    from twisted.internet import reactor
+
+    from .service import makeLlmuxService
+
+    return makeLlmuxService(options.config, options.policy, options.listen, reactor)

@@ -86,7 +86,9 @@ class LoadTests(SynchronousTestCase):
         """
         A multi-line YAML script is kept as written.
         """
-        text = "models:\n  a:\n    port: 1\n    wake: |\n      echo one\n      echo two\n"
+        text = (
+            "models:\n  a:\n    port: 1\n    wake: |\n      echo one\n      echo two\n"
+        )
         text += "    sleep: s\n    alive: a\n"
         config = loadConfig(self.write("c.yml", text))
         self.assertEqual(config.models[0].wake, "echo one\necho two\n")
@@ -107,7 +109,9 @@ class LoadTests(SynchronousTestCase):
         """
         request_timeout_secs: null means unlimited.
         """
-        config = parseConfig({"models": {"a": model()}, "policy": {"request_timeout_secs": None}})
+        config = parseConfig(
+            {"models": {"a": model()}, "policy": {"request_timeout_secs": None}}
+        )
         self.assertIsNone(config.policy.request_timeout_secs)
 
     def test_missingFile(self) -> None:
@@ -117,7 +121,8 @@ class LoadTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             loadConfig("/nonexistent/config.yaml")
         self.assertEqual(
-            str(caught.exception), "/nonexistent/config.yaml: cannot read: No such file or directory"
+            str(caught.exception),
+            "/nonexistent/config.yaml: cannot read: No such file or directory",
         )
 
     def test_syntaxErrors(self) -> None:
@@ -126,20 +131,29 @@ class LoadTests(SynchronousTestCase):
         """
         with self.assertRaises(ConfigError) as caught:
             loadConfig(self.write("c.yaml", "models: [\n"))
-        self.assertRegex(str(caught.exception), r"c\.yaml: invalid YAML at line \d+, column \d+")
+        self.assertRegex(
+            str(caught.exception), r"c\.yaml: invalid YAML at line \d+, column \d+"
+        )
         self.assertNotIn("\n", str(caught.exception))
         with self.assertRaises(ConfigError) as caught:
             loadConfig(self.write("c.json", "{"))
-        self.assertRegex(str(caught.exception), r"c\.json: invalid JSON at line 1, column 2")
+        self.assertRegex(
+            str(caught.exception), r"c\.json: invalid JSON at line 1, column 2"
+        )
 
     def test_errorNamesFile(self) -> None:
         """
         Validation errors from a file carry the file and the field.
         """
-        path = self.write("c.yaml", "models:\n  a: {port: 0, wake: w, sleep: s, alive: a}\n")
+        path = self.write(
+            "c.yaml", "models:\n  a: {port: 0, wake: w, sleep: s, alive: a}\n"
+        )
         with self.assertRaises(ConfigError) as caught:
             loadConfig(path)
-        self.assertEqual(str(caught.exception), f"{path}: models.a.port: must be from 1 to 65535, not 0")
+        self.assertEqual(
+            str(caught.exception),
+            f"{path}: models.a.port: must be from 1 to 65535, not 0",
+        )
 
 
 class ValidationTests(SynchronousTestCase):
@@ -157,8 +171,12 @@ class ValidationTests(SynchronousTestCase):
 
     def test_noModels(self) -> None:
         self.assertRejected({}, "models: missing (at least one model is required)")
-        self.assertRejected({"models": {}}, "models: is empty (at least one model is required)")
-        self.assertRejected({"models": [1]}, "models: must be a mapping of model name to settings")
+        self.assertRejected(
+            {"models": {}}, "models: is empty (at least one model is required)"
+        )
+        self.assertRejected(
+            {"models": [1]}, "models: must be a mapping of model name to settings"
+        )
 
     def test_missingKey(self) -> None:
         data = {"models": {"a": {"port": 1, "wake": "w", "sleep": "s"}}}
@@ -203,9 +221,12 @@ class ValidationTests(SynchronousTestCase):
             {"models": {"a": model()}, "policy": {"request_timeout_secs": "300"}},
             "policy.request_timeout_secs: must be a number of 0 or more or null, not '300'",
         )
-        self.assertRejected({"models": {"a": model()}, "policy": [1]}, "policy: must be a mapping")
         self.assertRejected(
-            {"models": {"a": "x"}}, "models.a: must be a mapping with port, wake, sleep and alive"
+            {"models": {"a": model()}, "policy": [1]}, "policy: must be a mapping"
+        )
+        self.assertRejected(
+            {"models": {"a": "x"}},
+            "models.a: must be a mapping with port, wake, sleep and alive",
         )
         self.assertRejected(
             {"models": {1: model()}}, "models.1: model names must be non-empty strings"
@@ -213,10 +234,12 @@ class ValidationTests(SynchronousTestCase):
 
     def test_portRange(self) -> None:
         self.assertRejected(
-            {"models": {"a": model(port=65536)}}, "models.a.port: must be from 1 to 65535, not 65536"
+            {"models": {"a": model(port=65536)}},
+            "models.a.port: must be from 1 to 65535, not 65536",
         )
         self.assertRejected(
-            {"models": {"a": model()}, "port": 0}, "port: must be from 1 to 65535, not 0"
+            {"models": {"a": model()}, "port": 0},
+            "port: must be from 1 to 65535, not 0",
         )
 
     def test_duplicatePorts(self) -> None:

@@ -75,7 +75,9 @@ class DiscoveryTests(SynchronousTestCase):
         """
         A policy found in a plugin package is built by name from the settings.
         """
-        policy = buildPolicy("sticky", PolicyConfig(request_timeout_secs=3), fakeplugins)
+        policy = buildPolicy(
+            "sticky", PolicyConfig(request_timeout_secs=3), fakeplugins
+        )
         self.assertEqual(policy.requestTimeout, 3)
 
 
@@ -91,7 +93,10 @@ class SettingsTests(SynchronousTestCase):
         settings = PolicyConfig(
             request_timeout_secs=30, drain_before_switch=False, min_active_secs=4
         )
-        for policy in (FifoPolicy.fromConfig(settings), RoundRobinPolicy.fromConfig(settings)):
+        for policy in (
+            FifoPolicy.fromConfig(settings),
+            RoundRobinPolicy.fromConfig(settings),
+        ):
             self.assertEqual(
                 (policy.requestTimeout, policy.drainBeforeSwitch, policy.minActiveSecs),
                 (30, False, 4),
@@ -114,9 +119,21 @@ class SettingsTests(SynchronousTestCase):
         Bad or unknown policy keys fail naming the field.
         """
         cases = [
-            (RoundRobinPolicy, {"quantum_secs": 0}, "policy.quantum_secs: must be above 0, not 0"),
-            (RoundRobinPolicy, {"quantum_secs": "x"}, "policy.quantum_secs: must be a positive"),
-            (RoundRobinPolicy, {"idle_secs": -1}, "policy.idle_secs: must be at least 0"),
+            (
+                RoundRobinPolicy,
+                {"quantum_secs": 0},
+                "policy.quantum_secs: must be above 0, not 0",
+            ),
+            (
+                RoundRobinPolicy,
+                {"quantum_secs": "x"},
+                "policy.quantum_secs: must be a positive",
+            ),
+            (
+                RoundRobinPolicy,
+                {"idle_secs": -1},
+                "policy.idle_secs: must be at least 0",
+            ),
             (RoundRobinPolicy, {"quantum": 3}, "policy.quantum: unknown key"),
             (FifoPolicy, {"quantum_secs": 3}, "policy.quantum_secs: unknown key"),
         ]
@@ -196,8 +213,12 @@ class RoundRobinDecisionTests(SynchronousTestCase):
         """
         A model idle for idle_secs yields; one idle for less does not.
         """
-        self.assertIsNone(self.policy.schedule(tick(activeInFlight=0, activeIdleSecs=4.9)))
-        self.assertEqual(self.policy.schedule(tick(activeInFlight=0, activeIdleSecs=5)), "B")
+        self.assertIsNone(
+            self.policy.schedule(tick(activeInFlight=0, activeIdleSecs=4.9))
+        )
+        self.assertEqual(
+            self.policy.schedule(tick(activeInFlight=0, activeIdleSecs=5)), "B"
+        )
         idle = pending(activeInFlight=0, activeIdleSecs=6)
         self.assertIs(self.policy.onPending(idle), Decision.SWITCH_NOW)
 
@@ -207,7 +228,10 @@ class RoundRobinDecisionTests(SynchronousTestCase):
         once; others wait for their turn.
         """
         context = pending(
-            target="C", activeInFlight=0, activeIdleSecs=6, queueDepths={"A": 0, "B": 1, "C": 1}
+            target="C",
+            activeInFlight=0,
+            activeIdleSecs=6,
+            queueDepths={"A": 0, "B": 1, "C": 1},
         )
         self.assertIs(self.policy.onPending(context), Decision.SKIP)
 
@@ -225,7 +249,11 @@ class RoundRobinDecisionTests(SynchronousTestCase):
         """
         self.assertIsNone(
             self.policy.schedule(
-                tick(activeInFlight=0, activeIdleSecs=100, queueDepths={"A": 0, "B": 0, "C": 0})
+                tick(
+                    activeInFlight=0,
+                    activeIdleSecs=100,
+                    queueDepths={"A": 0, "B": 0, "C": 0},
+                )
             )
         )
 
@@ -286,9 +314,13 @@ class TrafficTests(SynchronousTestCase):
         """
         arrivals = self.interleaved(200)
         fifo = Traffic(FifoPolicy())
-        fifoWakes = [c for c in fifo.play(arrivals, until=340).calls if c.hook == "wake"]
+        fifoWakes = [
+            c for c in fifo.play(arrivals, until=340).calls if c.hook == "wake"
+        ]
         roundRobin = Traffic(RoundRobinPolicy(quantumSecs=30, idleSecs=5))
-        rrWakes = [c for c in roundRobin.play(arrivals, until=340).calls if c.hook == "wake"]
+        rrWakes = [
+            c for c in roundRobin.play(arrivals, until=340).calls if c.hook == "wake"
+        ]
 
         for traffic in (fifo, roundRobin):
             self.assertEqual(len(traffic.waits), 200)
@@ -320,7 +352,9 @@ class TrafficTests(SynchronousTestCase):
         """
         arrivals = [(i * 0.5, "A") for i in range(200)]
         arrivals += [(1.0, "C"), (1.5, "B"), (2.0, "C"), (40.0, "A")]
-        traffic = Traffic(RoundRobinPolicy(quantumSecs=10, idleSecs=5), models=("A", "B", "C"))
+        traffic = Traffic(
+            RoundRobinPolicy(quantumSecs=10, idleSecs=5), models=("A", "B", "C")
+        )
         hooks = traffic.play(sorted(arrivals), until=120)
         wakes = [c.model for c in hooks.calls if c.hook == "wake"]
         self.assertEqual(wakes[:4], ["A", "B", "C", "A"])

@@ -53,7 +53,9 @@ class Harness:
         self.clock.advance(1000)
         self.hooks = FakeHookRunner(self.clock)
         self.policy = policy or FifoPolicy.fromConfig(PolicyConfig(**settings))
-        self.switcher = Switcher(makeConfig("A", "B", "C"), self.policy, self.hooks, self.clock)
+        self.switcher = Switcher(
+            makeConfig("A", "B", "C"), self.policy, self.hooks, self.clock
+        )
 
     def acquire(self, model: str) -> Outcome:
         return Outcome.of(self.switcher.acquire(model))
@@ -311,7 +313,8 @@ class SwitchTests(SynchronousTestCase):
             assert outcome.failure is not None
             self.assertIsInstance(outcome.failure.value, SwitchFailed)
             self.assertEqual(
-                str(outcome.failure.value), "Hook failed for B: exit code 1: out of memory"
+                str(outcome.failure.value),
+                "Hook failed for B: exit code 1: out of memory",
             )
         self.assertEqual(h.switcher.lastError, "B: exit code 1: out of memory")
         self.assertEqual(h.switcher.queueDepths()["B"], 0)
@@ -412,7 +415,9 @@ class WaiterTests(SynchronousTestCase):
         h.clock.advance(0.1)
         assert outcome.failure is not None
         self.assertIsInstance(outcome.failure.value, RequestTimedOut)
-        self.assertEqual(str(outcome.failure.value), "Request timed out waiting for model")
+        self.assertEqual(
+            str(outcome.failure.value), "Request timed out waiting for model"
+        )
         self.assertEqual(h.switcher.queueDepths()["B"], 0)
         [event] = events.named("request_timeout")
         self.assertEqual((event["model"], event["timeout_secs"]), ("B", 5))
@@ -482,7 +487,9 @@ class CostTests(SynchronousTestCase):
         switch("A", 1, 4)
         h.hooks.durations = {"wake": 9.0, "sleep": 1.0}
         switch("B", 1, 9)
-        self.assertAlmostEqual(h.switcher.costs.estimate("A", "B") or 0, 0.3 * 10 + 0.7 * 5)
+        self.assertAlmostEqual(
+            h.switcher.costs.estimate("A", "B") or 0, 0.3 * 10 + 0.7 * 5
+        )
         self.assertEqual(h.switcher.costs.estimate(None, "A"), 4.0)
         self.assertEqual(h.switcher.costs.estimate("B", "A"), 5.0)
         self.assertIsNone(h.switcher.costs.estimate(None, "B"))
@@ -542,7 +549,12 @@ class PolicyConsultationTests(SynchronousTestCase):
         h.acquire("B")
         pending = [c for c in policy.seen if isinstance(c, PendingContext)][-1]
         self.assertEqual(
-            (pending.target, pending.active, pending.targetQueueDepth, pending.activeInFlight),
+            (
+                pending.target,
+                pending.active,
+                pending.targetQueueDepth,
+                pending.activeInFlight,
+            ),
             ("B", "A", 1, 1),
         )
         self.assertEqual(pending.activeForSecs, 7)

@@ -32,7 +32,9 @@ port: 3999
 ROOT = FilePath(__file__).parent().parent()
 
 
-def writeConfig(case: SynchronousTestCase, text: str = CONFIG, name: str = "c.yaml") -> str:
+def writeConfig(
+    case: SynchronousTestCase, text: str = CONFIG, name: str = "c.yaml"
+) -> str:
     directory = FilePath(case.mktemp())
     directory.makedirs()
     path = directory.child(name)
@@ -83,13 +85,17 @@ class OptionsTests(SynchronousTestCase):
         path = writeConfig(self, CONFIG.replace("  quantum_secs: 12\n", ""))
         self.assertEqual(self.parse("-c", path, "-p", "4000").listen, "tcp:4000")
         listen = "tcp:4001:interface=127.0.0.1"
-        self.assertEqual(self.parse("-c", path, "-p", "4000", "--listen", listen).listen, listen)
+        self.assertEqual(
+            self.parse("-c", path, "-p", "4000", "--listen", listen).listen, listen
+        )
 
     def test_badConfig(self) -> None:
         """
         A config error is one line naming the file and the field.
         """
-        path = writeConfig(self, "models:\n  a: {port: 70000, wake: w, sleep: s, alive: a}\n")
+        path = writeConfig(
+            self, "models:\n  a: {port: 70000, wake: w, sleep: s, alive: a}\n"
+        )
         self.assertEqual(
             self.fails("-c", path),
             f"llmux: error: {path}: models.a.port: must be from 1 to 65535, not 70000\n",
@@ -112,14 +118,20 @@ class OptionsTests(SynchronousTestCase):
         """
         path = writeConfig(self)
         message = self.fails("-c", path, "--policy", "fifo")
-        self.assertTrue(message.startswith(f"llmux: error: {path}: policy.quantum_secs: unknown key"))
+        self.assertTrue(
+            message.startswith(
+                f"llmux: error: {path}: policy.quantum_secs: unknown key"
+            )
+        )
 
     def test_unknownPolicy(self) -> None:
         """
         An unknown policy name lists the policies found.
         """
         message = self.fails("-c", writeConfig(self), "--policy", "nope")
-        self.assertEqual(message, "llmux: error: unknown policy 'nope' (found: fifo, round_robin)\n")
+        self.assertEqual(
+            message, "llmux: error: unknown policy 'nope' (found: fifo, round_robin)\n"
+        )
 
     def test_badOptions(self) -> None:
         """
@@ -127,11 +139,16 @@ class OptionsTests(SynchronousTestCase):
         """
         path = writeConfig(self)
         self.assertEqual(
-            self.fails("--bogus"), "llmux: error: option --bogus not recognized (see llmux --help)\n"
+            self.fails("--bogus"),
+            "llmux: error: option --bogus not recognized (see llmux --help)\n",
         )
         self.assertIn("is not a port", self.fails("-c", path, "-p", "0"))
-        message = self.fails("-c", path, "--listen", "tcp:notaport", "--policy", "round_robin")
-        self.assertTrue(message.startswith("llmux: error: invalid listen endpoint 'tcp:notaport'"))
+        message = self.fails(
+            "-c", path, "--listen", "tcp:notaport", "--policy", "round_robin"
+        )
+        self.assertTrue(
+            message.startswith("llmux: error: invalid listen endpoint 'tcp:notaport'")
+        )
         self.assertEqual(self.fails("-p", "x").count("\n"), 1)
 
     def test_version(self) -> None:
@@ -180,7 +197,10 @@ class CommandLineTests(TestCase):
     timeout = 60
 
     async def runPython(self, code: str, *args: str) -> tuple[bytes, bytes, int]:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT.child("src").path, *sys.path])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([ROOT.child("src").path, *sys.path]),
+        }
         result: tuple[bytes, bytes, int] = await getProcessOutputAndValue(
             sys.executable, ["-c", code, *args], env=env, reactor=reactor
         )
@@ -191,10 +211,14 @@ class CommandLineTests(TestCase):
         `llmux -c missing.yaml` exits 1 with one line on stderr, no traceback.
         """
         out, err, code = await self.runPython(
-            "import sys; from llmux._cli import main; main(sys.argv[1:])", "-c", "missing.yaml"
+            "import sys; from llmux._cli import main; main(sys.argv[1:])",
+            "-c",
+            "missing.yaml",
         )
         self.assertEqual(code, 1)
-        self.assertEqual(err, b"llmux: error: missing.yaml: cannot read: No such file or directory\n")
+        self.assertEqual(
+            err, b"llmux: error: missing.yaml: cannot read: No such file or directory\n"
+        )
 
     async def test_twistdUnknownPolicy(self) -> None:
         """
@@ -213,4 +237,6 @@ class CommandLineTests(TestCase):
             "nope",
         )
         self.assertEqual(code, 1)
-        self.assertEqual(err, b"llmux: error: unknown policy 'nope' (found: fifo, round_robin)\n")
+        self.assertEqual(
+            err, b"llmux: error: unknown policy 'nope' (found: fifo, round_robin)\n"
+        )

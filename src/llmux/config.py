@@ -76,6 +76,10 @@ class ModelConfig:
     directory: str = "."
 
 
+def _readOnly(mapping: Mapping[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(dict(mapping))
+
+
 @attrs.frozen
 class PolicyConfig:
     """
@@ -88,9 +92,7 @@ class PolicyConfig:
     request_timeout_secs: float | None = None
     drain_before_switch: bool = True
     min_active_secs: float = 0.0
-    extra: Mapping[str, object] = attrs.field(
-        factory=dict, converter=lambda m: MappingProxyType(dict(m))
-    )
+    extra: Mapping[str, object] = attrs.field(factory=dict, converter=_readOnly)
 
 
 @attrs.frozen
@@ -145,7 +147,9 @@ def _decode(text: str, path: str) -> Any:
             return yaml.safe_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            where = (
+                f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            )
             problem = getattr(e, "problem", None) or "syntax error"
             raise ConfigError(None, f"invalid YAML{where}: {problem}") from None
     try:
@@ -183,7 +187,9 @@ def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
     ports: dict[int, str] = {}
     for name, settings in table.items():
         if not isinstance(name, str) or not name:
-            raise ConfigError(f"models.{name!r}", "model names must be non-empty strings")
+            raise ConfigError(
+                f"models.{name!r}", "model names must be non-empty strings"
+            )
         model = _parseModel(name, settings, directory)
         if model.port in ports:
             raise ConfigError(
@@ -207,7 +213,9 @@ def _parseModel(name: str, settings: Any, directory: str) -> ModelConfig:
     for hook in ("wake", "sleep", "alive"):
         script = settings[hook]
         if not isinstance(script, str) or not script.strip():
-            raise ConfigError(f"{where}.{hook}", "must be a non-empty string (a path or a script)")
+            raise ConfigError(
+                f"{where}.{hook}", "must be a non-empty string (a path or a script)"
+            )
         hooks[hook] = script
     return ModelConfig(
         name=name,
@@ -234,7 +242,9 @@ def _parsePolicy(table: Any) -> PolicyConfig:
     )
 
 
-def _readPort(table: Mapping[str, Any], key: str, where: str | None, default: int | None) -> int:
+def _readPort(
+    table: Mapping[str, Any], key: str, where: str | None, default: int | None
+) -> int:
     field = f"{where}.{key}" if where else key
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -244,7 +254,9 @@ def _readPort(table: Mapping[str, Any], key: str, where: str | None, default: in
     return value
 
 
-def checkKeys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str | None) -> None:
+def checkKeys(
+    table: Mapping[str, Any], allowed: tuple[str, ...], where: str | None
+) -> None:
     """
     Reject any key of C{table} not in C{allowed}.
 
@@ -254,7 +266,9 @@ def checkKeys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str | N
     for key in table:
         if key not in allowed:
             field = f"{where}.{key}" if where else str(key)
-            raise ConfigError(field, f"unknown key (expected one of: {', '.join(allowed)})")
+            raise ConfigError(
+                field, f"unknown key (expected one of: {', '.join(allowed)})"
+            )
 
 
 def readNumber(
@@ -285,5 +299,7 @@ def readNumber(
         suffix = " or null" if allowNone else ""
         raise ConfigError(field, f"must be {kind}{suffix}, not {value!r}")
     if value < 0 or (positive and value == 0) or value != value:
-        raise ConfigError(field, f"must be {'above' if positive else 'at least'} 0, not {value}")
+        raise ConfigError(
+            field, f"must be {'above' if positive else 'at least'} 0, not {value}"
+        )
     return float(value)

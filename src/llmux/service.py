@@ -26,7 +26,7 @@ __all__ = ["LlmuxService", "makeLlmuxService"]
 #: Idle backend connections are dropped before this many seconds, below the
 #: 5 s keep-alive of uvicorn (vLLM, SGLang): a completion POST sent on a
 #: connection the backend just closed would fail, and POSTs are not retried.
-POOL_IDLE_SECS = 4.0
+POOL_IDLE_SECS = 4
 #: Idle backend connections kept per model, so bursts reuse connections.
 POOL_IDLE_PER_BACKEND = 64
 

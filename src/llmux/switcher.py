@@ -280,7 +280,9 @@ class Switcher:
             return
         self._arranged.add(target)
         d = self._lock.run(lambda: Deferred.fromCoroutine(self._switchTo(target)))
-        d.addErrback(lambda f: self.log.failure("switch to {target} crashed", f, target=target))
+        d.addErrback(
+            lambda f: self.log.failure("switch to {target} crashed", f, target=target)
+        )
 
     def _switchTo(self, target: str) -> Coroutine[Any, Any, None]:
         self._arranged.discard(target)
@@ -424,7 +426,9 @@ class Switcher:
         try:
             return await self._hooks.run(state.config, hook)
         except Exception as e:
-            self.log.failure("{model}: {hook} hook runner failed", model=state.name, hook=hook)
+            self.log.failure(
+                "{model}: {hook} hook runner failed", model=state.name, hook=hook
+            )
             return HookResult(
                 model=state.name,
                 hook=hook,
@@ -538,4 +542,3 @@ class Switcher:
         The model whose backend is up and may serve, or C{None}.
         """
         return self._awake
-

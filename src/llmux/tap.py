@@ -41,7 +41,12 @@ class Options(usage.Options):
         " the model each request names and putting the others to sleep."
     )
     optParameters = [
-        ["config", "c", "config.yaml", "Configuration file (.yaml/.yml: YAML, else JSON)."],
+        [
+            "config",
+            "c",
+            "config.yaml",
+            "Configuration file (.yaml/.yml: YAML, else JSON).",
+        ],
         [
             "port",
             "p",

@@ -1,3 +1,5 @@
 from llmux.policies.base import PolicyFactory
 
-sticky = PolicyFactory("sticky", "One.", "tests.fakeplugins.sticky.StickyPolicy.fromConfig")
+sticky = PolicyFactory(
+    "sticky", "One.", "tests.fakeplugins.sticky.StickyPolicy.fromConfig"
+)

@@ -1,3 +1,5 @@
 from llmux.policies.base import PolicyFactory
 
-sticky = PolicyFactory("sticky", "Another.", "llmux.policies.fifo.FifoPolicy.fromConfig")
+sticky = PolicyFactory(
+    "sticky", "Another.", "llmux.policies.fifo.FifoPolicy.fromConfig"
+)

@@ -26,4 +26,6 @@ class StickyPolicy(BasePolicy):
         return Decision.SKIP
 
 
-sticky = PolicyFactory("sticky", "Never switch.", "tests.fakeplugins.sticky.StickyPolicy.fromConfig")
+sticky = PolicyFactory(
+    "sticky", "Never switch.", "tests.fakeplugins.sticky.StickyPolicy.fromConfig"
+)

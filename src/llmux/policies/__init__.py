@@ -56,7 +56,8 @@ def findPolicies(package: ModuleType | None = None) -> dict[str, IPolicyFactory]
         known = found.setdefault(factory.name, factory)
         if known is not factory and known != factory:
             raise PolicyConflict(
-                f"two plugins define the policy {factory.name!r}: {known!r} and {factory!r}"
+                f"two plugins define the policy {factory.name!r}:"
+                f" {known!r} and {factory!r}"
             )
     return found
 
@@ -75,4 +76,3 @@ def buildPolicy(
     if factory is None:
         raise UnknownPolicy(name, list(policies))
     return factory.buildPolicy(settings)
-

@@ -93,7 +93,9 @@ class RoundRobinPolicy(BasePolicy):
         return _nextInRing(context.models, context.active, context.queueDepths)
 
     def _turnIsOver(self, activeFor: float, inFlight: int, idleFor: float) -> bool:
-        return activeFor >= self.quantumSecs or (inFlight == 0 and idleFor >= self.idleSecs)
+        return activeFor >= self.quantumSecs or (
+            inFlight == 0 and idleFor >= self.idleSecs
+        )
 
     def describe(self) -> Mapping[str, object]:
         return {

@@ -89,7 +89,9 @@ class FakeHookRunner:
         """
         return [call for call in self.calls if call.pending]
 
-    def finishNext(self, model: str, hook: str, exitCode: int = 0, stderr: bytes = b"") -> None:
+    def finishNext(
+        self, model: str, hook: str, exitCode: int = 0, stderr: bytes = b""
+    ) -> None:
         """
         End the oldest pending run of C{model}'s C{hook}.
 

@@ -12,7 +12,13 @@ import attrs
 from zope.interface import implementer
 
 from llmux.config import PolicyConfig, readNumber
-from llmux.interfaces import Decision, DeferUntil, ISwitchPolicy, PendingContext, TickContext
+from llmux.interfaces import (
+    Decision,
+    DeferUntil,
+    ISwitchPolicy,
+    PendingContext,
+    TickContext,
+)
 from llmux.policies.base import BasePolicy
 
 

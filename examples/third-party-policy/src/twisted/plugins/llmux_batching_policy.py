@@ -10,6 +10,6 @@ from llmux.policies.base import PolicyFactory
 
 batching = PolicyFactory(
     name="batching",
-    description="Switch only for a batch of requests, or one that waited max_wait_secs.",
+    description="Switch for a batch of requests, or for one that waited max_wait_secs.",
     builder="llmux_batching.policy.BatchingPolicy.fromConfig",
 )

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.test_e2e -*-
 """
 The running llmux service: the switcher, the backend connection pool and the
 HTTP listener, started and stopped together.
@@ -9,11 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from twisted.application.service import MultiService
-from twisted.application.strports import service as endpointService
-from twisted.internet.defer import Deferred
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.server import Site
 
 from .config import Config
 from .hooks import HookRunner
@@ -31,29 +34,53 @@ POOL_IDLE_SECS = 4
 POOL_IDLE_PER_BACKEND = 64
 
 
-class LlmuxService(MultiService):
+class LlmuxService(Service):
     """
-    Owns the switcher and the backend pool; its child is the HTTP listener.
+    Listens for clients and owns the switcher and the backend pool.
+
+    @ivar port: the listening port once started (its C{getHost()} tells where).
     """
 
     log = Logger()
 
-    def __init__(self, switcher: Switcher, pool: HTTPConnectionPool) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        switcher: Switcher,
+        pool: HTTPConnectionPool,
+        site: Site,
+        endpoint: IStreamServerEndpoint,
+    ) -> None:
         self.switcher = switcher
         self.pool = pool
+        self.site = site
+        self.endpoint = endpoint
+        self.port: IListeningPort | None = None
 
     def startService(self) -> None:
-        self.switcher.start()
+        """
+        Start listening; a port that cannot be bound fails start-up loudly.
+        """
         super().startService()
+        failures: list[Failure] = []
+        self.endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
+        if failures:
+            # Stream endpoints listen synchronously: raising here makes
+            # twistd exit instead of running without a listener.
+            failures[0].raiseException()
+        self.switcher.start()
 
-    def stopService(self) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred.fromCoroutine(self._stop())
-        return d
+    def _listening(self, port: IListeningPort) -> None:
+        self.port = port
+        self.log.info("llmux listening on {address}", address=port.getHost())
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        await super().stopService()
         self.switcher.stop()
+        if self.port is not None:
+            await maybeDeferred(self.port.stopListening)
         await self.pool.closeCachedConnections()
 
 
@@ -64,14 +91,12 @@ def makeLlmuxService(
     Assemble a ready-to-start llmux service.
 
     @param listen: a Twisted server endpoint string, e.g. C{tcp:3000}.
-    @param reactor: provides process spawning, time and TCP.
+    @param reactor: provides process spawning, time and networking.
     """
     switcher = Switcher(config, policy, HookRunner(reactor), reactor)
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = POOL_IDLE_PER_BACKEND
     pool.cachedConnectionTimeout = POOL_IDLE_SECS
-    agent = Agent(reactor, pool=pool)
-    root = buildRoot(switcher, config, agent, CollectorRegistry())
-    service = LlmuxService(switcher, pool)
-    endpointService(listen, makeSite(root)).setServiceParent(service)
-    return service
+    root = buildRoot(switcher, config, Agent(reactor, pool=pool), CollectorRegistry())
+    endpoint = serverFromString(reactor, listen)
+    return LlmuxService(switcher, pool, makeSite(root), endpoint)

@@ -1,0 +1,1 @@
+"""Test helpers shipped with llmux, like C{treq.testing}: fake backends and hooks."""

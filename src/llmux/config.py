@@ -193,7 +193,7 @@ def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
         model = _parseModel(name, settings, directory)
         if model.port in ports:
             raise ConfigError(
-                f"models.{name}.port",
+                f"models.{_printable(name)}.port",
                 f"port {model.port} is already used by model {ports[model.port]!r}",
             )
         ports[model.port] = name
@@ -202,7 +202,7 @@ def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
 
 
 def _parseModel(name: str, settings: Any, directory: str) -> ModelConfig:
-    where = f"models.{name}"
+    where = f"models.{_printable(name)}"
     if not isinstance(settings, dict):
         raise ConfigError(where, "must be a mapping with port, wake, sleep and alive")
     checkKeys(settings, MODEL_KEYS, where)
@@ -265,10 +265,18 @@ def checkKeys(
     """
     for key in table:
         if key not in allowed:
-            field = f"{where}.{key}" if where else str(key)
+            field = f"{where}.{_printable(key)}" if where else _printable(key)
             raise ConfigError(
                 field, f"unknown key (expected one of: {', '.join(allowed)})"
             )
+
+
+def _printable(key: object) -> str:
+    """
+    A key from the file as it can appear in a one-line message.
+    """
+    text = str(key)
+    return text if text.isprintable() else repr(text)
 
 
 def readNumber(

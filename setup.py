@@ -28,6 +28,8 @@ setup(
         "attrs>=23.1.0",
         "PyYAML>=6.0",
         "prometheus_client>=0.20.0",
+        # multipart/form-data parsing for the model field of audio uploads.
+        "multipart>=1.1.0",
     ],
     extras_require={
         "test": [

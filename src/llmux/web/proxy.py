@@ -1,0 +1,497 @@
+# -*- test-case-name: tests.test_web_proxy -*-
+"""
+The proxy leaf: every request that is not for one of llmux's own endpoints.
+
+For each request it reads the body, finds the model, asks the switcher for a
+slot on that model (waking it if need be), forwards the request with treq to
+the model's backend on C{127.0.0.1:<port>} and relays the response back as
+it arrives, chunk by chunk, so token streams (Server-Sent Events) are never
+buffered.
+
+The slot is given back exactly once: when the response has been handed to
+the client in full, when it had to be cut short, or when the client went
+away, whichever comes first. A client that goes away also stops the work it
+asked for: its wait for the switcher is cancelled, or its backend request is
+cancelled, or (mid-stream) the backend connection is closed through the
+producer chain, so the model stops generating for nobody.
+
+The code on this path runs for every request and every token, so it is kept
+lean: the per-request state is one small object, headers are copied in one
+pass, and the relay writes each chunk as it came, with no parsing, logging or
+counting per chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import attrs
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    RequestGenerationFailed,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+)
+from twisted.web.http import NO_BODY_CODES, PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IResponse
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from llmux.config import Config
+from llmux.interfaces import ISlot, ISwitcher
+from llmux.web.errors import (
+    BODY_UNREADABLE,
+    INTERNAL_ERROR,
+    NO_MODEL,
+    backendErrorMessage,
+    describeBackendFailure,
+    renderError,
+    statusForError,
+    writeError,
+)
+from llmux.web.extract import extractModel
+
+__all__ = ["ProxyResource", "forwardedRequestHeaders", "copyResponseHeaders"]
+
+_log = Logger()
+
+#: Headers that describe one connection, not the message (RFC 9110 7.6.1).
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+
+#: Request headers never forwarded: hop-by-hop ones; C{Host}, which the agent
+#: sets for the backend; C{Content-Length}, which the agent writes itself (a
+#: second one makes backends answer 400); C{Accept-Encoding}, since treq asks
+#: for gzip and decodes it whatever the client said; C{Expect}, since
+#: twisted.web has already answered C{100-continue} and the whole body is
+#: sent at once.
+_NOT_FORWARDED = _HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"accept-encoding",
+    b"expect",
+}
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
+
+#: Failures of the backend request that mean "the backend failed before it
+#: answered" (a 502), as opposed to a bug in llmux (a 500).
+_BACKEND_FAILURES = (
+    ConnectError,
+    ConnectionClosed,
+    DNSLookupError,
+    RequestGenerationFailed,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    TimeoutError,
+)
+
+#: Bytes left as they are when a request target that is not ASCII is
+#: percent-encoded: every printable ASCII character.
+_URI_SAFE = bytes(range(0x21, 0x7F))
+
+
+def _connectionTokens(headers: Headers) -> frozenset[bytes]:
+    """
+    The header names a C{Connection} header lists, lower-cased.
+    """
+    values = headers.getRawHeaders(b"connection")
+    if not values:
+        return _NO_TOKENS
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(b",")
+    )
+
+
+def forwardedRequestHeaders(headers: Headers) -> Headers:
+    """
+    The headers of a client's request as they go to the backend: all of
+    them except C{Host}, C{Content-Length}, C{Accept-Encoding}, C{Expect},
+    the hop-by-hop headers and any header named in C{Connection}.
+    """
+    forwarded = Headers()
+    setRawHeaders = forwarded.setRawHeaders
+    named = _connectionTokens(headers)
+    for name, values in headers.getAllRawHeaders():
+        lower = name.lower()
+        if lower in _NOT_FORWARDED or lower in named:
+            continue
+        setRawHeaders(name, values)
+    return forwarded
+
+
+def copyResponseHeaders(source: Headers, target: Headers) -> None:
+    """
+    Copy a backend response's headers onto the client's response, minus the
+    hop-by-hop ones and minus empty values.
+
+    The agent has already taken C{Connection}, C{Content-Length},
+    C{Transfer-Encoding} and the like out of C{source} (and with them the
+    list of names C{Connection} gave). Empty values are dropped because treq
+    leaves an empty C{Content-Encoding} on every response that had none.
+    """
+    setRawHeaders = target.setRawHeaders
+    for name, values in source.getAllRawHeaders():
+        if name.lower() in _HOP_BY_HOP:
+            continue
+        if b"" in values:
+            values = [value for value in values if value]
+            if not values:
+                continue
+        setRawHeaders(name, values)
+
+
+def _requestTarget(uri: bytes) -> str:
+    """
+    The path and query to ask the backend for, as the client sent them.
+
+    @param uri: the request target of the client's request line.
+    """
+    if not uri.startswith(b"/"):
+        # The absolute form (GET http://host/path HTTP/1.1): keep path+query.
+        parts = urlsplit(uri)
+        uri = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+    try:
+        return uri.decode("ascii")
+    except UnicodeDecodeError:
+        # Raw non-ASCII bytes in the request line: percent-encode just those.
+        return quote(uri, safe=_URI_SAFE)
+
+
+class ProxyResource(Resource):
+    """
+    The leaf that forwards a request to the backend of the model it names.
+
+    @ivar _origins: C{http://127.0.0.1:<port>} for each configured model.
+    """
+
+    isLeaf = True
+
+    def __init__(self, switcher: ISwitcher, config: Config, agent: IAgent) -> None:
+        """
+        @param switcher: makes models ready and hands out slots on them.
+        @param config: the configured models and their ports.
+        @param agent: the agent backend requests go through: an
+            L{twisted.web.client.Agent} over a persistent
+            L{twisted.web.client.HTTPConnectionPool} that the caller owns
+            (and closes on shutdown).
+        """
+        super().__init__()
+        self._switcher = switcher
+        self._agent = agent
+        self._origins = {
+            model.name: f"http://127.0.0.1:{model.port}" for model in config.models
+        }
+
+    def render(self, request: Request) -> bytes | int:
+        """
+        Proxy a request of any method. Every answer llmux makes itself is a
+        JSON error; nothing escapes to twisted.web's HTML error page.
+        """
+        try:
+            return self._render(request)
+        except Exception:
+            _log.failure(
+                "Proxying {method} {uri} failed",
+                method=_text(request.method),
+                uri=_text(request.uri),
+            )
+            if request.startedWriting:
+                request.loseConnection()
+                return NOT_DONE_YET
+            return renderError(request, 500, INTERNAL_ERROR)
+
+    def _render(self, request: Request) -> bytes | int:
+        content = request.content
+        if content is None:
+            return renderError(request, 400, BODY_UNREADABLE)
+        try:
+            content.seek(0)
+            body = content.read()
+        except (OSError, ValueError):
+            return renderError(request, 400, BODY_UNREADABLE)
+        model = extractModel(body, request.getHeader(b"content-type"))
+        if model is None:
+            return renderError(request, 404, NO_MODEL)
+
+        # The backend's headers are relayed as they are: no text/html default.
+        request.defaultContentType = None
+        exchange = _Exchange(
+            request=request,
+            agent=self._agent,
+            model=model,
+            origin=self._origins.get(model),
+            body=body,
+        )
+        request.notifyFinish().addErrback(exchange.clientDisconnected)
+        exchange.waiting = acquiring = self._switcher.acquire(model)
+        acquiring.addCallbacks(exchange.gotSlot, exchange.acquireFailed).addErrback(
+            exchange.internalError
+        )
+        return NOT_DONE_YET
+
+
+def _text(raw: bytes) -> str:
+    """
+    Request line bytes as text for a log event.
+    """
+    return raw.decode("latin-1")
+
+
+@attrs.define(eq=False)
+class _Exchange:
+    """
+    The state of one proxied request, from the wait for a slot to the end of
+    the response.
+
+    @ivar origin: the backend's C{http://127.0.0.1:<port>}, or C{None} if the
+        model is not configured (the switcher then refuses it).
+    @ivar body: the request body, until it has been handed to treq.
+    @ivar slot: the slot on the model, while it is held.
+    @ivar waiting: the L{Deferred} this request is waiting on (for a slot,
+        then for the backend's response headers), so it can be cancelled
+        when the client goes away.
+    @ivar clientGone: whether the client's connection was lost. From then
+        on nothing may be written to, finished on or unregistered from
+        C{request}.
+    @ivar ended: whether the response has been finished or cut off.
+    """
+
+    request: Request
+    agent: IAgent
+    model: str
+    origin: str | None
+    body: bytes
+    slot: ISlot | None = None
+    waiting: Deferred[Any] | None = None
+    clientGone: bool = False
+    ended: bool = False
+
+    def gotSlot(self, slot: ISlot) -> None:
+        """
+        The model is ready: forward the request to its backend.
+        """
+        self.waiting = None
+        if self.clientGone:
+            slot.release()
+            return
+        self.slot = slot
+        if self.origin is None:
+            raise RuntimeError(f"switcher gave a slot on unknown model {self.model!r}")
+        request = self.request
+        body, self.body = self.body, b""
+        self.waiting = responding = HTTPClient(self.agent).request(
+            request.method.decode("ascii"),
+            self.origin + _requestTarget(request.uri),
+            headers=forwardedRequestHeaders(request.requestHeaders),
+            data=body or None,
+            unbuffered=True,
+            allow_redirects=False,
+        )
+        responding.addCallbacks(self.gotResponse, self.requestFailed).addErrback(
+            self.internalError
+        )
+
+    def acquireFailed(self, failure: Failure) -> Failure | None:
+        """
+        The switcher could not make the model ready: answer with its error.
+        """
+        self.waiting = None
+        if self.clientGone:
+            return None
+        error = failure.value
+        status = None if error is None else statusForError(error)
+        if status is None:
+            return failure
+        writeError(self.request, status, str(error))
+        self.end()
+        return None
+
+    def gotResponse(self, response: IResponse) -> None:
+        """
+        The backend answered: send its status and headers, then relay its body.
+        """
+        self.waiting = None
+        request = self.request
+        try:
+            request.setResponseCode(response.code, response.phrase)
+            headers = request.responseHeaders
+            headers.removeHeader(b"server")
+            copyResponseHeaders(response.headers, headers)
+            length = response.length
+            if (
+                isinstance(length, int)
+                and request.method != b"HEAD"
+                and response.code not in NO_BODY_CODES
+            ):
+                headers.setRawHeaders(b"content-length", [b"%d" % (length,)])
+            request.write(b"")
+        except BaseException:
+            response.deliverBody(_Discard())
+            raise
+        response.deliverBody(_Relay(self))
+
+    def requestFailed(self, failure: Failure) -> Failure | None:
+        """
+        The backend failed before it answered: a 502, unless the failure is
+        the cancellation of a request whose client went away.
+        """
+        self.waiting = None
+        if self.clientGone:
+            return None
+        if not failure.check(*_BACKEND_FAILURES):
+            return failure
+        message = backendErrorMessage(failure)
+        _log.warn(
+            "Backend of {model} failed before answering: {message}",
+            model=self.model,
+            message=message,
+        )
+        writeError(self.request, 502, message)
+        self.end()
+        return None
+
+    def bodyEnded(self, reason: Failure) -> None:
+        """
+        The backend's body ended: finish the response if it is complete,
+        otherwise cut the client's connection, so the truncation shows.
+        """
+        if self.clientGone or self.ended:
+            return
+        request = self.request
+        try:
+            request.unregisterProducer()
+            if reason.check(ResponseDone, PotentialDataLoss):
+                request.finish()
+            else:
+                _log.warn(
+                    "Backend of {model} failed mid-response: {reason}",
+                    model=self.model,
+                    reason=describeBackendFailure(reason),
+                )
+                request.loseConnection()
+        except Exception:
+            _log.failure(
+                "Ending {method} {uri} failed",
+                method=_text(request.method),
+                uri=_text(request.uri),
+            )
+            request.loseConnection()
+        finally:
+            self.end()
+
+    def clientDisconnected(self, reason: Failure) -> None:
+        """
+        The client's connection was lost: stop whatever this request is
+        waiting for and give the slot back. Mid-stream, the producer chain
+        has already closed the backend connection.
+        """
+        self.clientGone = True
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.cancel()
+        self.end()
+
+    def internalError(self, failure: Failure) -> None:
+        """
+        A bug: log it, and answer 500 if the response has not begun, or cut
+        the connection if it has.
+        """
+        request = self.request
+        _log.failure(
+            "Proxying {method} {uri} failed",
+            failure,
+            method=_text(request.method),
+            uri=_text(request.uri),
+        )
+        if self.clientGone or self.ended:
+            return
+        try:
+            if not request.startedWriting:
+                writeError(request, 500, INTERNAL_ERROR)
+            else:
+                if request.producer is not None:
+                    request.unregisterProducer()
+                request.loseConnection()
+        except Exception:
+            _log.failure(
+                "Answering {method} {uri} failed",
+                method=_text(request.method),
+                uri=_text(request.uri),
+            )
+            request.loseConnection()
+        finally:
+            self.end()
+
+    def end(self) -> None:
+        """
+        The response is over for this request: release the slot, if held.
+        This is the only place a slot is released.
+        """
+        self.ended = True
+        slot, self.slot = self.slot, None
+        if slot is not None:
+            try:
+                slot.release()
+            except Exception:
+                _log.failure("Releasing a slot on {model} failed", model=self.model)
+
+
+class _Relay(Protocol):
+    """
+    Relays a backend response body to the client, chunk by chunk.
+
+    The backend connection is registered as the producer of the client's
+    response: a client that reads slowly pauses the backend (backpressure),
+    and a client that disconnects stops it (the backend connection closes).
+    """
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._write = exchange.request.write
+
+    def connectionMade(self) -> None:
+        producer = IPushProducer(self.transport)
+        if self._exchange.clientGone:
+            producer.stopProducing()
+            return
+        self._exchange.request.registerProducer(producer, True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._write(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._exchange.bodyEnded(reason)
+
+
+class _Discard(Protocol):
+    """
+    Takes a backend response body that will not be relayed and closes its
+    connection, so the connection neither stays paused forever nor returns
+    to the pool with a body unread.
+    """
+
+    def connectionMade(self) -> None:
+        IPushProducer(self.transport).stopProducing()

@@ -19,7 +19,7 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
@@ -61,7 +61,9 @@ class Harness:
         self.case.addCleanup(port.stopListening)
         return port.getHost().port
 
-    def recordingModel(self, port: int, wake: str = "", sleep: str = "") -> dict[str, Any]:
+    def recordingModel(
+        self, port: int, wake: str = "", sleep: str = ""
+    ) -> dict[str, Any]:
         """
         Settings for a model whose hooks append "<hook> <model>" to the hook
         log, then run C{wake}/C{sleep} extra shell code.
@@ -71,7 +73,12 @@ class Harness:
         def hook(name: str, extra: str) -> str:
             return f'echo "{name} $LLMUX_MODEL" >> {log}\n{extra}'
 
-        return {"port": port, "wake": hook("wake", wake), "sleep": hook("sleep", sleep), "alive": "true"}
+        return {
+            "port": port,
+            "wake": hook("wake", wake),
+            "sleep": hook("sleep", sleep),
+            "alive": "true",
+        }
 
     def start(self, models: dict[str, Any], **policy: Any) -> str:
         """
@@ -82,7 +89,9 @@ class Harness:
 
     def startConfig(self, config: Config) -> str:
         policy = FifoPolicy.fromConfig(config.policy)
-        self.service = makeLlmuxService(config, policy, "tcp:0:interface=127.0.0.1", reactor)
+        self.service = makeLlmuxService(
+            config, policy, "tcp:0:interface=127.0.0.1", reactor
+        )
         self.service.startService()
         self.case.addCleanup(self.service.stopService)
         assert self.service.port is not None
@@ -96,7 +105,11 @@ class Harness:
     async def post(self, url: str, body: object, **kwargs: Any) -> IResponse:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         response: IResponse = await treq.post(
-            url, data=data, pool=self.pool, headers={"Content-Type": "application/json"}, **kwargs
+            url,
+            data=data,
+            pool=self.pool,
+            headers={"Content-Type": "application/json"},
+            **kwargs,
         )
         return response
 
@@ -133,7 +146,7 @@ class StreamCollector(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.chunks.append((time.monotonic(), data))
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.reason = reason
         self.done.callback(None)
 
@@ -175,7 +188,12 @@ class RoutingTests(TestCase):
         the active model run no hook; each answer comes from the right model.
         """
         h = Harness(self)
-        base = h.start({"A": h.recordingModel(h.backend("A")), "B": h.recordingModel(h.backend("B"))})
+        base = h.start(
+            {
+                "A": h.recordingModel(h.backend("A")),
+                "B": h.recordingModel(h.backend("B")),
+            }
+        )
         first = await h.chat(base, "A")
         self.assertEqual(first["model"], "A")
         self.assertEqual((await h.chat(base, "A"))["model"], "A")
@@ -184,7 +202,9 @@ class RoutingTests(TestCase):
         self.assertEqual((await h.chat(base, "B"))["model"], "B")
         self.assertEqual(h.hooks(), ["wake A", "sleep A", "wake B"])
         self.assertEqual((await h.chat(base, "A"))["model"], "A")
-        self.assertEqual(h.hooks(), ["wake A", "sleep A", "wake B", "sleep B", "wake A"])
+        self.assertEqual(
+            h.hooks(), ["wake A", "sleep A", "wake B", "sleep B", "wake A"]
+        )
 
     async def test_passthrough(self) -> None:
         """
@@ -227,7 +247,10 @@ class RoutingTests(TestCase):
         """
         h = Harness(self)
         base = h.start(
-            {"zeta": h.recordingModel(h.backend("zeta")), "alpha": h.recordingModel(h.backend("alpha"))}
+            {
+                "zeta": h.recordingModel(h.backend("zeta")),
+                "alpha": h.recordingModel(h.backend("alpha")),
+            }
         )
         response = await treq.get(base + "/v1/models", pool=h.pool)
         self.assertEqual(
@@ -235,8 +258,18 @@ class RoutingTests(TestCase):
             {
                 "object": "list",
                 "data": [
-                    {"id": "alpha", "object": "model", "created": 0, "owned_by": "llmux"},
-                    {"id": "zeta", "object": "model", "created": 0, "owned_by": "llmux"},
+                    {
+                        "id": "alpha",
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "llmux",
+                    },
+                    {
+                        "id": "zeta",
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "llmux",
+                    },
                 ],
             },
         )
@@ -248,13 +281,21 @@ class RoutingTests(TestCase):
         them, ending with [DONE].
         """
         h = Harness(self)
-        base = h.start({"A": h.recordingModel(h.backend("A", chunkDelay=0.1, chunks=5))})
+        base = h.start(
+            {"A": h.recordingModel(h.backend("A", chunkDelay=0.1, chunks=5))}
+        )
         await h.chat(base, "A")
         response = await h.post(
             base + "/v1/chat/completions",
-            {"model": "A", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            {
+                "model": "A",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
         )
-        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"]
+        )
         collector = StreamCollector()
         response.deliverBody(collector)
         await collector.done
@@ -281,7 +322,9 @@ class RoutingTests(TestCase):
             return client.chat.completions.create(model="A", messages=messages)
 
         def stream() -> list[str]:
-            chunks = client.chat.completions.create(model="A", messages=messages, stream=True)
+            chunks = client.chat.completions.create(
+                model="A", messages=messages, stream=True
+            )
             return [c.choices[0].delta.content or "" for c in chunks if c.choices]
 
         completion = await deferToThread(complete)
@@ -322,11 +365,14 @@ class ErrorTests(TestCase):
         name = "x; touch pwned $(touch pwned2) `touch pwned3`"
         response = await h.post(base + "/v1/completions", {"model": name})
         self.assertEqual(
-            await errorOf(response), (404, b"application/json", llmuxError(f"Model not found: {name}"))
+            await errorOf(response),
+            (404, b"application/json", llmuxError(f"Model not found: {name}")),
         )
         self.assertEqual(h.hooks(), [])
         for directory in (".", h.directory.path):
-            self.assertEqual([p for p in os.listdir(directory) if p.startswith("pwned")], [])
+            self.assertEqual(
+                [p for p in os.listdir(directory) if p.startswith("pwned")], []
+            )
 
     async def test_wakeFailed(self) -> None:
         """
@@ -334,12 +380,18 @@ class ErrorTests(TestCase):
         the model's sleep hook cleaned up.
         """
         h = Harness(self)
-        broken = h.recordingModel(h.backend("B"), wake="echo 'CUDA out of memory' >&2; exit 3")
+        broken = h.recordingModel(
+            h.backend("B"), wake="echo 'CUDA out of memory' >&2; exit 3"
+        )
         base = h.start({"B": broken})
         response = await h.post(base + "/v1/completions", {"model": "B"})
         self.assertEqual(
             await errorOf(response),
-            (500, b"application/json", llmuxError("Hook failed for B: exit code 3: CUDA out of memory")),
+            (
+                500,
+                b"application/json",
+                llmuxError("Hook failed for B: exit code 3: CUDA out of memory"),
+            ),
         )
         self.assertEqual(h.hooks(), ["wake B", "sleep B"])
 
@@ -349,11 +401,18 @@ class ErrorTests(TestCase):
         504; the switch itself completes, and later requests are served.
         """
         h = Harness(self)
-        base = h.start({"A": h.recordingModel(h.backend("A"), wake="sleep 1")}, request_timeout_secs=0.3)
+        base = h.start(
+            {"A": h.recordingModel(h.backend("A"), wake="sleep 1")},
+            request_timeout_secs=0.3,
+        )
         response = await h.post(base + "/v1/completions", {"model": "A"})
         self.assertEqual(
             await errorOf(response),
-            (504, b"application/json", llmuxError("Request timed out waiting for model")),
+            (
+                504,
+                b"application/json",
+                llmuxError("Request timed out waiting for model"),
+            ),
         )
         assert h.service is not None
         switcher = h.service.switcher
@@ -420,13 +479,24 @@ class DrainTests(TestCase):
         and stop any backend a failing test left running.
         """
         paths = os.pathsep.join([ROOT.child("src").path, *sys.path])
-        self.patch(os, "environ", {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": paths, "TMPDIR": h.directory.path})
+        self.patch(
+            os,
+            "environ",
+            {
+                **os.environ,
+                "PYTHON": sys.executable,
+                "PYTHONPATH": paths,
+                "TMPDIR": h.directory.path,
+            },
+        )
 
     async def stopBackends(self, h: Harness, models: dict[str, Any]) -> None:
         from twisted.internet.utils import getProcessValue
 
         for model in models.values():
-            await getProcessValue("/bin/sh", ["-c", model["sleep"]], env=dict(os.environ), reactor=reactor)
+            await getProcessValue(
+                "/bin/sh", ["-c", model["sleep"]], env=dict(os.environ), reactor=reactor
+            )
 
     async def test_streamCompletesBeforeSleep(self) -> None:
         """
@@ -440,7 +510,11 @@ class DrainTests(TestCase):
         self.addCleanup(self.stopBackends, h, models)
         response = await h.post(
             base + "/v1/chat/completions",
-            {"model": "A", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            {
+                "model": "A",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
         )
         collector = StreamCollector()
         response.deliverBody(collector)
@@ -459,11 +533,18 @@ class DrainTests(TestCase):
         """
         h = Harness(self)
         base = h.start(
-            {"A": h.recordingModel(h.backend("A", chunkDelay=0.5, chunks=100)), "B": h.recordingModel(h.backend("B"))}
+            {
+                "A": h.recordingModel(h.backend("A", chunkDelay=0.5, chunks=100)),
+                "B": h.recordingModel(h.backend("B")),
+            }
         )
         response = await h.post(
             base + "/v1/chat/completions",
-            {"model": "A", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            {
+                "model": "A",
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
         )
         collector = StreamCollector()
         response.deliverBody(collector)
@@ -476,7 +557,9 @@ class DrainTests(TestCase):
         collector.transport.stopProducing()  # type: ignore[attr-defined]
         started = time.monotonic()
         self.assertEqual((await other)["model"], "B")
-        self.assertLess(time.monotonic() - started, 5, "the switch waited for the whole stream")
+        self.assertLess(
+            time.monotonic() - started, 5, "the switch waited for the whole stream"
+        )
         self.assertEqual(h.service.switcher.inFlight("A"), 0)
         self.assertEqual(h.service.switcher.state, Active("B"))
         self.assertEqual(h.hooks(), ["wake A", "sleep A", "wake B"])

@@ -25,6 +25,7 @@ from zope.interface.verify import verifyObject
 from llmux.config import ModelConfig
 from llmux.hooks import HookRunner, _Tail
 from llmux.interfaces import HookResult, IHookRunner
+from llmux.logs import setVerbose
 
 
 def _isRunning(pid: int) -> bool:
@@ -396,8 +397,10 @@ class HookRunnerTests(TestCase):
     async def test_logCompleted(self) -> None:
         """
         A successful hook logs C{hook_completed} with its model, hook and
-        duration, and its output at debug level.
+        duration, and (with --verbose) its output at debug level.
         """
+        setVerbose(True)
+        self.addCleanup(setVerbose, False)
         clock = Clock()
         runner = HookRunner(_SplitReactor(clock))
         running = runner.run(self.model("echo hello"), "sleep")

@@ -44,6 +44,7 @@ from zope.interface import implementer
 
 from llmux.config import ModelConfig
 from llmux.interfaces import HookResult, IHookRunner
+from llmux.logs import observer
 
 __all__ = ["HOOKS", "HookRunner"]
 
@@ -234,7 +235,7 @@ class HookRunner:
     @ivar outputLimit: how many bytes of each of stdout and stderr are kept.
     """
 
-    log = Logger()
+    log = Logger(observer=observer)
 
     #: Typed loosely: it must provide both IReactorProcess and IReactorTime.
     reactor: Any

@@ -21,6 +21,7 @@ from twisted.web.server import Site
 from .config import Config
 from .hooks import HookRunner
 from .interfaces import ISwitchPolicy
+from .logs import observer
 from .switcher import Switcher
 from .web.resource import buildRoot, makeSite
 
@@ -41,7 +42,7 @@ class LlmuxService(Service):
     @ivar port: the listening port once started (its C{getHost()} tells where).
     """
 
-    log = Logger()
+    log = Logger(observer=observer)
 
     def __init__(
         self,

@@ -50,6 +50,7 @@ from .interfaces import (
     SwitchedContext,
     TickContext,
 )
+from .logs import observer
 
 __all__ = ["Active", "FAILURE_BACKOFF_SECS", "Idle", "Switcher", "Switching"]
 
@@ -145,7 +146,7 @@ class Switcher:
     @ivar lastError: the message of the last failed switch, or C{None}.
     """
 
-    log = Logger()
+    log = Logger(observer=observer)
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from twisted.python import usage
 from . import __version__
 from .config import Config, ConfigError, loadConfig
 from .interfaces import ISwitchPolicy
+from .logs import setVerbose
 from .policies import PolicyConflict, UnknownPolicy, buildPolicy, findPolicies
 
 __all__ = ["Options", "makeService"]
@@ -100,6 +101,7 @@ class Options(usage.Options):
             _fail(f"{e} (see llmux --help)")
 
     def postOptions(self) -> None:
+        setVerbose(bool(self["verbose"]))
         try:
             self.config = loadConfig(self["config"])
             self.policy = buildPolicy(self["policy"], self.config.policy)

@@ -49,6 +49,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from llmux.config import Config
 from llmux.interfaces import ISlot, ISwitcher
+from llmux.logs import observer
 from llmux.web.errors import (
     BODY_UNREADABLE,
     INTERNAL_ERROR,
@@ -63,7 +64,7 @@ from llmux.web.extract import extractModel
 
 __all__ = ["ProxyResource", "forwardedRequestHeaders", "copyResponseHeaders"]
 
-_log = Logger()
+_log = Logger(observer=observer)
 
 #: Headers that describe one connection, not the message (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset(

@@ -15,7 +15,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.server import Site
 
 from .config import Config
@@ -33,6 +33,24 @@ __all__ = ["LlmuxService", "makeLlmuxService"]
 POOL_IDLE_SECS = 4
 #: Idle backend connections kept per model, so bursts reuse connections.
 POOL_IDLE_PER_BACKEND = 64
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    """
+    The pool's connection factory, minus the "Starting factory" and
+    "Stopping factory" lines it logs for every backend connection (an open
+    Twisted issue, #9330).
+    """
+
+    noisy = False
+
+
+class QuietConnectionPool(HTTPConnectionPool):
+    """
+    An L{HTTPConnectionPool} whose connections do not log their lifecycle.
+    """
+
+    _factory = _QuietFactory
 
 
 class LlmuxService(Service):
@@ -95,7 +113,7 @@ def makeLlmuxService(
     @param reactor: provides process spawning, time and networking.
     """
     switcher = Switcher(config, policy, HookRunner(reactor), reactor)
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool = QuietConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = POOL_IDLE_PER_BACKEND
     pool.cachedConnectionTimeout = POOL_IDLE_SECS
     root = buildRoot(switcher, config, Agent(reactor, pool=pool), CollectorRegistry())

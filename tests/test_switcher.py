@@ -319,7 +319,7 @@ class SwitchTests(SynchronousTestCase):
         self.assertEqual(h.switcher.lastError, "B: exit code 1: out of memory")
         self.assertEqual(h.switcher.queueDepths()["B"], 0)
         [event] = events.named("switch_failed")
-        self.assertEqual((event["model"], event["from_"]), ("B", "idle"))
+        self.assertEqual((event["model"], event["from"]), ("B", "idle"))
 
     def test_backoffAfterFailure(self) -> None:
         """

@@ -52,6 +52,7 @@ from llmux.errors import (
     SwitchFailed,
 )
 from llmux.interfaces import ISlot, ISwitcher
+from llmux.metrics import Metrics
 from llmux.web.errors import backendErrorMessage, errorBody, statusForError
 from llmux.web.proxy import ProxyResource
 from llmux.web.resource import makeSite
@@ -141,6 +142,9 @@ class FakeSwitcher:
         slot = FakeSlot(model)
         self.slots.append(slot)
         return succeed(slot)
+
+    def status(self) -> dict[str, object]:
+        return {"state": "active", "models": sorted(self.models)}
 
 
 # --- backends ---------------------------------------------------------------
@@ -330,8 +334,9 @@ class ProxyTestCase(TestCase):
         backendPool = HTTPConnectionPool(reactor, persistent=True)
         backendPool.maxPersistentPerHost = 4
         self.addCleanup(backendPool.closeCachedConnections)
+        self.metrics = Metrics()
         proxy = ProxyResource(
-            self.switcher, self.config, Agent(reactor, pool=backendPool)
+            self.switcher, self.config, Agent(reactor, pool=backendPool), self.metrics
         )
         self.port = self.listen(makeSite(proxy))
 

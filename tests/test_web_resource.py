@@ -18,6 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from llmux.config import Config, ModelConfig
+from llmux.metrics import Metrics
 from llmux.web.resource import LlmuxSite, buildRoot, makeSite
 from tests.test_web_proxy import Backend, FakeSwitcher, TrackingFactory, portOf, reactor
 
@@ -49,7 +50,11 @@ class RootTests(TestCase):
         backendPool = HTTPConnectionPool(reactor, persistent=True)
         self.addCleanup(backendPool.closeCachedConnections)
         root = buildRoot(
-            self.switcher, self.config, Agent(reactor, pool=backendPool), self.registry
+            self.switcher,
+            self.config,
+            Agent(reactor, pool=backendPool),
+            Metrics(self.registry),
+            reactor,
         )
         self.port = self.listen(makeSite(root))
         self.http = HTTPClient(

@@ -34,6 +34,7 @@ __all__ = [
     "IHookRunner",
     "IPolicyFactory",
     "ISlot",
+    "ISwitchObserver",
     "ISwitchPolicy",
     "ISwitcher",
     "PendingContext",
@@ -324,4 +325,48 @@ class ISwitcher(Interface):
             L{llmux.errors.RequestTimedOut}, L{llmux.errors.SwitchFailed} or
             L{llmux.errors.ModelNotReady}. Cancelling it (the client went
             away) removes the request from its queue at once.
+        """
+
+    def status() -> dict[str, object]:
+        """
+        A snapshot of the switcher as plain JSON-able data, for status pages.
+        """
+
+
+class ISwitchObserver(Interface):
+    """
+    Told what happens inside the switcher, for counting: metrics, or the
+    report of a simulation. Called synchronously from the switcher; must not
+    raise or block.
+
+    C{from_} is C{None} for a cold start (nothing was awake).
+    """
+
+    def switched(
+        from_: str | None, to: str, succeeded: bool, durationSecs: float
+    ) -> None:
+        """
+        A switch ended, with the time from the old model's C{sleep} hook to
+        the end of the new model's C{wake} hook.
+        """
+
+    def drained(from_: str, to: str, durationSecs: float) -> None:
+        """
+        The old model of a switch stopped taking requests and drained.
+        """
+
+    def deactivated(model: str, activeSecs: float) -> None:
+        """
+        An awake model stopped serving after C{activeSecs} awake.
+        """
+
+    def waited(model: str, waitSecs: float) -> None:
+        """
+        A request left its model's queue (served, failed or gone) after
+        waiting C{waitSecs}.
+        """
+
+    def hookRan(result: HookResult) -> None:
+        """
+        A hook ended.
         """

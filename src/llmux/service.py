@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
@@ -22,6 +21,7 @@ from .config import Config
 from .hooks import HookRunner
 from .interfaces import ISwitchPolicy
 from .logs import observer
+from .metrics import Metrics
 from .switcher import Switcher
 from .web.resource import buildRoot, makeSite
 
@@ -112,10 +112,12 @@ def makeLlmuxService(
     @param listen: a Twisted server endpoint string, e.g. C{tcp:3000}.
     @param reactor: provides process spawning, time and networking.
     """
-    switcher = Switcher(config, policy, HookRunner(reactor), reactor)
+    metrics = Metrics()
+    switcher = Switcher(config, policy, HookRunner(reactor), reactor, metrics)
+    metrics.watch(switcher)
     pool = QuietConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = POOL_IDLE_PER_BACKEND
     pool.cachedConnectionTimeout = POOL_IDLE_SECS
-    root = buildRoot(switcher, config, Agent(reactor, pool=pool), CollectorRegistry())
+    root = buildRoot(switcher, config, Agent(reactor, pool=pool), metrics, reactor)
     endpoint = serverFromString(reactor, listen)
     return LlmuxService(switcher, pool, makeSite(root), endpoint)

@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .config import Config, ModelConfig
-from .cost import CostTracker
+from .cost import IDLE, CostTracker
 from .errors import ModelNotFound, RequestTimedOut, SwitchFailed
 from .interfaces import (
     Decision,
@@ -44,6 +44,7 @@ from .interfaces import (
     IHookRunner,
     ISlot,
     ISwitcher,
+    ISwitchObserver,
     ISwitchPolicy,
     PendingContext,
     SwitchContext,
@@ -64,12 +65,16 @@ class Idle:
     No model is awake.
     """
 
+    name = "idle"
+
 
 @attrs.frozen
 class Switching:
     """
     A switch from C{from_} (C{None}: nothing awake) to C{to} is under way.
     """
+
+    name = "switching"
 
     from_: str | None
     to: str
@@ -80,6 +85,8 @@ class Active:
     """
     C{model} is awake and serving.
     """
+
+    name = "active"
 
     model: str
 
@@ -113,6 +120,30 @@ class _Model:
     @property
     def name(self) -> str:
         return self.config.name
+
+
+@implementer(ISwitchObserver)
+class _Unobserved:
+    """
+    The observer of a switcher nobody observes.
+    """
+
+    def switched(
+        self, from_: str | None, to: str, succeeded: bool, durationSecs: float
+    ) -> None:
+        pass
+
+    def drained(self, from_: str, to: str, durationSecs: float) -> None:
+        pass
+
+    def deactivated(self, model: str, activeSecs: float) -> None:
+        pass
+
+    def waited(self, model: str, waitSecs: float) -> None:
+        pass
+
+    def hookRan(self, result: HookResult) -> None:
+        pass
 
 
 @implementer(ISlot)
@@ -154,10 +185,15 @@ class Switcher:
         policy: ISwitchPolicy,
         hooks: IHookRunner,
         clock: IReactorTime,
+        observer: ISwitchObserver | None = None,
     ) -> None:
+        """
+        @param observer: told what happens, for metrics; optional.
+        """
         self._policy = policy
         self._hooks = hooks
         self._clock = clock
+        self._observer = observer or _Unobserved()
         now = clock.seconds()
         self._models = {m.name: _Model(m, idleSince=now) for m in config.models}
         self._order = config.modelNames
@@ -240,6 +276,7 @@ class Switcher:
         """
         if waiter in state.waiters:
             state.waiters.remove(waiter)
+            self._observer.waited(state.name, self._clock.seconds() - waiter.since)
 
     def _timedOut(self, state: _Model, timeout: float) -> Any:
         def convert(result: object, timeoutSecs: float) -> Failure:
@@ -301,10 +338,10 @@ class Switcher:
         self._target = state.name
         self.state = Switching(old.name if old else None, state.name)
         self.log.info(
-            "switching {from_} -> {to}",
+            "switching {from} -> {to}",
             event="switch_started",
-            from_=old.name if old else "idle",
             to=state.name,
+            **{"from": old.name if old else IDLE},
         )
         try:
             await self._cooldown()
@@ -358,10 +395,12 @@ class Switcher:
         if old is None:
             return
         old.draining = True
+        started = self._clock.seconds()
         context = SwitchContext(old.name, new.name, lambda: self._drained(old))
         wait = self._policy.beforeSwitch(context)
         if wait is not None:
             await wait
+        self._observer.drained(old.name, new.name, self._clock.seconds() - started)
 
     def _drained(self, state: _Model) -> Deferred[None]:
         if state.inFlight == 0:
@@ -374,6 +413,7 @@ class Switcher:
         if old is None:
             return
         self._awake = None
+        self._observer.deactivated(old.name, self._clock.seconds() - self._awakeSince)
         result = await self._runHook(old, "sleep")
         old.draining = False
         if not result.succeeded:
@@ -390,17 +430,18 @@ class Switcher:
         result = await self._runHook(new, "wake")
         now = self._clock.seconds()
         fromName = old.name if old else None
+        duration = now - started
+        self._observer.switched(fromName, new.name, result.succeeded, duration)
         if result.succeeded:
-            duration = now - started
             self.costs.record(fromName, new.name, duration)
             self._awake, self._awakeSince = new.name, now
             self.state = Active(new.name)
             self.log.info(
-                "{model} active (from {from_}, {duration_secs:.2f}s)",
+                "{model} active (from {from}, {duration_secs:.2f}s)",
                 event="model_activated",
                 model=new.name,
-                from_=fromName or "idle",
                 duration_secs=duration,
+                **{"from": fromName or IDLE},
             )
             self._tellPolicy(SwitchedContext(fromName, new.name, duration))
             self._releaseWaiters(new)
@@ -410,8 +451,8 @@ class Switcher:
             "{model}: switch failed: {error}",
             event="switch_failed",
             model=new.name,
-            from_=fromName or "idle",
             error=detail,
+            **{"from": fromName or IDLE},
         )
         await self._runHook(new, "sleep")
         self.state = Idle()
@@ -425,12 +466,12 @@ class Switcher:
         """
         started = self._clock.seconds()
         try:
-            return await self._hooks.run(state.config, hook)
+            result = await self._hooks.run(state.config, hook)
         except Exception as e:
             self.log.failure(
                 "{model}: {hook} hook runner failed", model=state.name, hook=hook
             )
-            return HookResult(
+            result = HookResult(
                 model=state.name,
                 hook=hook,
                 exitCode=None,
@@ -439,6 +480,8 @@ class Switcher:
                 durationSecs=self._clock.seconds() - started,
                 stderr=str(e).encode("utf-8", "replace"),
             )
+        self._observer.hookRan(result)
+        return result
 
     def _tellPolicy(self, context: SwitchedContext) -> None:
         try:
@@ -448,12 +491,16 @@ class Switcher:
 
     def _releaseWaiters(self, state: _Model) -> None:
         waiters, state.waiters = state.waiters, []
+        now = self._clock.seconds()
         for waiter in waiters:
+            self._observer.waited(state.name, now - waiter.since)
             waiter.deferred.callback(self._grant(state))
 
     def _failWaiters(self, state: _Model, error: Exception) -> None:
         waiters, state.waiters = state.waiters, []
+        now = self._clock.seconds()
         for waiter in waiters:
+            self._observer.waited(state.name, now - waiter.since)
             waiter.deferred.errback(Failure(error))
 
     # -- the scheduler -------------------------------------------------------
@@ -536,6 +583,41 @@ class Switcher:
         Whether C{model} is being drained for a switch away from it.
         """
         return self._models[model].draining
+
+    def status(self) -> dict[str, Any]:
+        """
+        A snapshot of the switcher for status pages, as plain JSON-able data.
+        """
+        now = self._clock.seconds()
+        state = self.state
+        return {
+            "state": state.name,
+            "switching": (
+                {"from": state.from_ or IDLE, "to": state.to}
+                if isinstance(state, Switching)
+                else None
+            ),
+            "active_model": self._awake,
+            "active_since": self._awakeSince if self._awake else None,
+            "active_for_secs": now - self._awakeSince if self._awake else None,
+            "models": {
+                name: {
+                    "queue_depth": len(model.waiters),
+                    "oldest_wait_secs": (
+                        now - model.waiters[0].since if model.waiters else None
+                    ),
+                    "in_flight": model.inFlight,
+                    "draining": model.draining,
+                }
+                for name, model in self._models.items()
+            },
+            "switch_costs": [
+                {"from": source, "to": target, "ema_secs": secs}
+                for (source, target), secs in sorted(self.costs.snapshot().items())
+            ],
+            "policy": dict(self._policy.describe()),
+            "last_error": self.lastError,
+        }
 
     @property
     def awake(self) -> str | None:

@@ -23,6 +23,7 @@ counting per chunk.
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -50,6 +51,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from llmux.config import Config
 from llmux.interfaces import ISlot, ISwitcher
 from llmux.logs import observer
+from llmux.metrics import NO_MODEL, UNKNOWN_MODEL, Metrics
 from llmux.web.errors import (
     BODY_UNREADABLE,
     INTERNAL_ERROR,
@@ -190,7 +192,9 @@ class ProxyResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, switcher: ISwitcher, config: Config, agent: IAgent) -> None:
+    def __init__(
+        self, switcher: ISwitcher, config: Config, agent: IAgent, metrics: Metrics
+    ) -> None:
         """
         @param switcher: makes models ready and hands out slots on them.
         @param config: the configured models and their ports.
@@ -198,10 +202,12 @@ class ProxyResource(Resource):
             L{twisted.web.client.Agent} over a persistent
             L{twisted.web.client.HTTPConnectionPool} that the caller owns
             (and closes on shutdown).
+        @param metrics: where requests are counted.
         """
         super().__init__()
         self._switcher = switcher
         self._agent = agent
+        self._metrics = metrics
         self._origins = {
             model.name: f"http://127.0.0.1:{model.port}" for model in config.models
         }
@@ -225,26 +231,31 @@ class ProxyResource(Resource):
             return renderError(request, 500, INTERNAL_ERROR)
 
     def _render(self, request: Request) -> bytes | int:
+        started = monotonic()
         content = request.content
         if content is None:
-            return renderError(request, 400, BODY_UNREADABLE)
+            return self._refuse(request, started, 400, BODY_UNREADABLE)
         try:
             content.seek(0)
             body = content.read()
         except (OSError, ValueError):
-            return renderError(request, 400, BODY_UNREADABLE)
+            return self._refuse(request, started, 400, BODY_UNREADABLE)
         model = extractModel(body, request.getHeader(b"content-type"))
         if model is None:
-            return renderError(request, 404, NO_MODEL)
+            return self._refuse(request, started, 404, NO_MODEL)
 
         # The backend's headers are relayed as they are: no text/html default.
         request.defaultContentType = None
+        origin = self._origins.get(model)
         exchange = _Exchange(
             request=request,
             agent=self._agent,
             model=model,
-            origin=self._origins.get(model),
+            origin=origin,
             body=body,
+            metrics=self._metrics,
+            metricModel=model if origin is not None else UNKNOWN_MODEL,
+            started=started,
         )
         request.notifyFinish().addErrback(exchange.clientDisconnected)
         exchange.waiting = acquiring = self._switcher.acquire(model)
@@ -252,6 +263,15 @@ class ProxyResource(Resource):
             exchange.internalError
         )
         return NOT_DONE_YET
+
+    def _refuse(
+        self, request: Request, started: float, status: int, message: str
+    ) -> bytes:
+        """
+        Answer a request that names no model with a JSON error.
+        """
+        self._metrics.requestAnswered(NO_MODEL, status, monotonic() - started)
+        return renderError(request, status, message)
 
 
 def _text(raw: bytes) -> str:
@@ -278,6 +298,8 @@ class _Exchange:
         on nothing may be written to, finished on or unregistered from
         C{request}.
     @ivar ended: whether the response has been finished or cut off.
+    @ivar metricModel: the C{model} label its metrics carry.
+    @ivar started: when the request arrived (L{time.monotonic}).
     """
 
     request: Request
@@ -285,6 +307,9 @@ class _Exchange:
     model: str
     origin: str | None
     body: bytes
+    metrics: Metrics
+    metricModel: str
+    started: float
     slot: ISlot | None = None
     waiting: Deferred[Any] | None = None
     clientGone: bool = False
@@ -326,6 +351,7 @@ class _Exchange:
         status = None if error is None else statusForError(error)
         if status is None:
             return failure
+        self.answered(status)
         writeError(self.request, status, str(error))
         self.end()
         return None
@@ -348,6 +374,7 @@ class _Exchange:
                 and response.code not in NO_BODY_CODES
             ):
                 headers.setRawHeaders(b"content-length", [b"%d" % (length,)])
+            self.answered(response.code)
             request.write(b"")
         except BaseException:
             response.deliverBody(_Discard())
@@ -370,6 +397,8 @@ class _Exchange:
             model=self.model,
             message=message,
         )
+        self.metrics.backendFailed(self.metricModel)
+        self.answered(502)
         writeError(self.request, 502, message)
         self.end()
         return None
@@ -431,6 +460,7 @@ class _Exchange:
             return
         try:
             if not request.startedWriting:
+                self.answered(500)
                 writeError(request, 500, INTERNAL_ERROR)
             else:
                 if request.producer is not None:
@@ -445,6 +475,14 @@ class _Exchange:
             request.loseConnection()
         finally:
             self.end()
+
+    def answered(self, status: int) -> None:
+        """
+        Count the response whose status is being sent.
+        """
+        self.metrics.requestAnswered(
+            self.metricModel, status, monotonic() - self.started
+        )
 
     def end(self) -> None:
         """

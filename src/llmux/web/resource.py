@@ -2,7 +2,8 @@
 """
 The root of llmux's web tree, its own endpoints, and the L{Site} serving them.
 
-llmux answers three paths itself: C{/v1/models}, C{/health} and C{/metrics}.
+llmux answers four paths itself: C{/v1/models}, C{/health}, C{/metrics} and
+C{/llmux/status}.
 Every other request, whatever its method and path, goes to the proxy leaf
 with its request target untouched. So the root does not use twisted.web's
 segment-by-segment traversal: it is a leaf that looks the exact request path
@@ -19,16 +20,20 @@ no OpenAI client sends one, and it names no model to route on.
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from collections.abc import Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.iweb import IAgent
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
+from llmux import __version__
 from llmux.config import Config
 from llmux.interfaces import ISwitcher
+from llmux.metrics import Metrics
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.proxy import ProxyResource
 
@@ -37,6 +42,7 @@ __all__ = [
     "LlmuxSite",
     "MetricsResource",
     "ModelsResource",
+    "StatusResource",
     "buildRoot",
     "makeSite",
 ]
@@ -58,11 +64,11 @@ class _ReadOnlyEndpoint(Resource):
             return self._notAllowed.render(request)
         return self.renderGet(request)
 
+    @abstractmethod
     def renderGet(self, request: Request) -> bytes:
         """
         The response body; set any headers on C{request}.
         """
-        raise NotImplementedError()
 
 
 class ModelsResource(_ReadOnlyEndpoint):
@@ -114,6 +120,30 @@ class MetricsResource(_ReadOnlyEndpoint):
         return generate_latest(self._registry)
 
 
+class StatusResource(_ReadOnlyEndpoint):
+    """
+    C{GET /llmux/status}: what the switcher is doing, as JSON: its state, the
+    awake model and since when, each model's queue, in-flight requests and
+    draining flag, the switch-cost estimates, the policy and its settings,
+    the last switch error, and llmux's uptime and version.
+    """
+
+    def __init__(self, switcher: ISwitcher, clock: IReactorTime) -> None:
+        super().__init__()
+        self._switcher = switcher
+        self._clock = clock
+        self._started = clock.seconds()
+
+    def renderGet(self, request: Request) -> bytes:
+        status = {
+            **self._switcher.status(),
+            "uptime_secs": self._clock.seconds() - self._started,
+            "version": __version__.public(),
+        }
+        request.setHeader(b"Content-Type", _JSON)
+        return json.dumps(status).encode("utf-8")
+
+
 class _Root(Resource):
     """
     Routes a request by its exact path to one of llmux's own endpoints, and
@@ -137,7 +167,8 @@ def buildRoot(
     switcher: ISwitcher,
     config: Config,
     agent: IAgent,
-    metricsRegistry: CollectorRegistry,
+    metrics: Metrics,
+    clock: IReactorTime,
 ) -> Resource:
     """
     The root resource of llmux's HTTP service.
@@ -146,14 +177,17 @@ def buildRoot(
     @param config: the configured models.
     @param agent: the agent backend requests go through (see
         L{ProxyResource}).
-    @param metricsRegistry: the registry C{/metrics} exposes.
+    @param metrics: counts requests; its registry is what C{/metrics}
+        exposes.
+    @param clock: tells the status page llmux's uptime.
     """
     routes: dict[bytes, IResource] = {
         b"/v1/models": ModelsResource(config),
         b"/health": HealthResource(),
-        b"/metrics": MetricsResource(metricsRegistry),
+        b"/metrics": MetricsResource(metrics.registry),
+        b"/llmux/status": StatusResource(switcher, clock),
     }
-    return _Root(routes, ProxyResource(switcher, config, agent))
+    return _Root(routes, ProxyResource(switcher, config, agent, metrics))
 
 
 class LlmuxSite(Site):

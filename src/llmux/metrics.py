@@ -26,13 +26,13 @@ from .cost import IDLE
 from .interfaces import HookResult, ISwitchObserver
 from .switcher import Active, Idle, Switcher, Switching
 
-__all__ = ["Metrics", "NO_MODEL", "UNKNOWN_MODEL"]
+__all__ = ["Metrics", "NO_MODEL_LABEL", "UNKNOWN_MODEL_LABEL"]
 
 #: The C{model} label of a request that named no model.
-NO_MODEL = "none"
+NO_MODEL_LABEL = "none"
 #: The C{model} label of a request for a model not in the config. Names
 #: sent by clients never become labels: each would be a new time series.
-UNKNOWN_MODEL = "unknown"
+UNKNOWN_MODEL_LABEL = "unknown"
 
 #: Switches and hooks take from well under a second (vLLM sleep mode) to
 #: many minutes (loading weights from disk).
@@ -152,7 +152,7 @@ class Metrics:
         A response began (its status and headers were sent) after
         C{durationSecs}.
 
-        @param model: a configured model, L{NO_MODEL} or L{UNKNOWN_MODEL}.
+        @param model: a configured model, L{NO_MODEL_LABEL} or L{UNKNOWN_MODEL_LABEL}.
         """
         series = self._requestSeries.get((model, status))
         if series is None:

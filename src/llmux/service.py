@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.server import Site
@@ -68,12 +70,27 @@ class LlmuxService(Service):
         pool: HTTPConnectionPool,
         site: Site,
         endpoint: IStreamServerEndpoint,
+        logObserver: ILogObserver | None = None,
     ) -> None:
+        """
+        @param logObserver: where the log should go, if not where twistd
+            would send it.
+        """
         self.switcher = switcher
         self.pool = pool
         self.site = site
         self.endpoint = endpoint
+        self.logObserver = logObserver
         self.port: IListeningPort | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        """
+        Join C{parent}; when that is twistd's application, also hand it the
+        log observer, which twistd then uses in place of its own.
+        """
+        if self.logObserver is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.logObserver)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         """
@@ -90,7 +107,12 @@ class LlmuxService(Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
-        self.log.info("llmux listening on {address}", address=port.getHost())
+        host = port.getHost()
+        if isinstance(host, (IPv4Address, IPv6Address)):
+            address = f"{host.host}:{host.port}"
+        else:
+            address = str(host)
+        self.log.info("llmux listening on {address}", address=address)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -104,13 +126,18 @@ class LlmuxService(Service):
 
 
 def makeLlmuxService(
-    config: Config, policy: ISwitchPolicy, listen: str, reactor: Any
+    config: Config,
+    policy: ISwitchPolicy,
+    listen: str,
+    reactor: Any,
+    logObserver: ILogObserver | None = None,
 ) -> LlmuxService:
     """
     Assemble a ready-to-start llmux service.
 
     @param listen: a Twisted server endpoint string, e.g. C{tcp:3000}.
     @param reactor: provides process spawning, time and networking.
+    @param logObserver: where the log goes, if not where twistd sends it.
     """
     metrics = Metrics()
     switcher = Switcher(config, policy, HookRunner(reactor), reactor, metrics)
@@ -120,4 +147,4 @@ def makeLlmuxService(
     pool.cachedConnectionTimeout = POOL_IDLE_SECS
     root = buildRoot(switcher, config, Agent(reactor, pool=pool), metrics, reactor)
     endpoint = serverFromString(reactor, listen)
-    return LlmuxService(switcher, pool, makeSite(root), endpoint)
+    return LlmuxService(switcher, pool, makeSite(root), endpoint, logObserver)

@@ -13,12 +13,13 @@ import sys
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.logger import ILogObserver
 from twisted.python import usage
 
 from . import __version__
 from .config import Config, ConfigError, loadConfig
 from .interfaces import ISwitchPolicy
-from .logs import setVerbose
+from .logs import FORMATS, makeObserver, setVerbose
 from .policies import PolicyConflict, UnknownPolicy, buildPolicy, findPolicies
 
 __all__ = ["Options", "makeService"]
@@ -63,6 +64,13 @@ class Options(usage.Options):
             " unix:/run/llmux.sock (overrides --port).",
         ],
         ["policy", None, "fifo", "Switch policy, by name (see --list-policies)."],
+        [
+            "log-format",
+            None,
+            "text",
+            "Log as human-readable text, or as one JSON object per line (json).",
+        ],
+        ["log-file", None, None, "Write the log to this file instead of stdout."],
     ]
     optFlags = [
         ["verbose", "v", "Log debug detail: hook output, every request."],
@@ -71,6 +79,7 @@ class Options(usage.Options):
     config: Config
     policy: ISwitchPolicy
     listen: str
+    logObserver: ILogObserver | None
 
     def opt_version(self) -> None:
         """
@@ -110,6 +119,25 @@ class Options(usage.Options):
         except (UnknownPolicy, PolicyConflict) as e:
             _fail(str(e))
         self.listen = self._listenDescription()
+        self.logObserver = self._logObserver()
+
+    def _logObserver(self) -> ILogObserver | None:
+        """
+        The observer for --log-format/--log-file, or C{None} to leave the log
+        to twistd (text on stdout in the foreground).
+        """
+        logFormat, path = self["log-format"], self["log-file"]
+        if logFormat not in FORMATS:
+            _fail(
+                f"--log-format must be one of {', '.join(FORMATS)}, not {logFormat!r}"
+            )
+        if logFormat == "text" and path is None:
+            return None
+        try:
+            stream = sys.stdout if path is None else open(path, "a", encoding="utf-8")
+        except OSError as e:
+            _fail(f"cannot open log file {path!r}: {e.strerror}")
+        return makeObserver(logFormat, stream)
 
     def _listenDescription(self) -> str:
         if self["listen"] is not None:
@@ -151,4 +179,6 @@ def makeService(options: Options) -> IService:
 
     from .service import makeLlmuxService
 
-    return makeLlmuxService(options.config, options.policy, options.listen, reactor)
+    return makeLlmuxService(
+        options.config, options.policy, options.listen, reactor, options.logObserver
+    )

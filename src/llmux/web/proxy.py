@@ -51,7 +51,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from llmux.config import Config
 from llmux.interfaces import ISlot, ISwitcher
 from llmux.logs import observer
-from llmux.metrics import NO_MODEL, UNKNOWN_MODEL, Metrics
+from llmux.metrics import NO_MODEL_LABEL, UNKNOWN_MODEL_LABEL, Metrics
 from llmux.web.errors import (
     BODY_UNREADABLE,
     INTERNAL_ERROR,
@@ -254,7 +254,7 @@ class ProxyResource(Resource):
             origin=origin,
             body=body,
             metrics=self._metrics,
-            metricModel=model if origin is not None else UNKNOWN_MODEL,
+            metricModel=model if origin is not None else UNKNOWN_MODEL_LABEL,
             started=started,
         )
         request.notifyFinish().addErrback(exchange.clientDisconnected)
@@ -270,7 +270,7 @@ class ProxyResource(Resource):
         """
         Answer a request that names no model with a JSON error.
         """
-        self._metrics.requestAnswered(NO_MODEL, status, monotonic() - started)
+        self._metrics.requestAnswered(NO_MODEL_LABEL, status, monotonic() - started)
         return renderError(request, status, message)
 
 

@@ -206,6 +206,24 @@ class RoutingTests(TestCase):
             h.hooks(), ["wake A", "sleep A", "wake B", "sleep B", "wake A"]
         )
 
+    async def test_portInUse(self) -> None:
+        """
+        A port that is already taken stops start-up with one clear line.
+        """
+        h = Harness(self)
+        taken = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")  # type: ignore[arg-type]
+        self.addCleanup(taken.stopListening)
+        config = parseConfig({"models": {"A": h.recordingModel(h.backend("A"))}})
+        listen = f"tcp:{taken.getHost().port}:interface=127.0.0.1"
+        service = makeLlmuxService(config, FifoPolicy(), listen, reactor)
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        self.assertRegex(
+            str(caught.exception),
+            r"^llmux: error: cannot listen: .*[Aa]ddress already in use",
+        )
+        await service.stopService()
+
     async def test_passthrough(self) -> None:
         """
         Method, path, query, body and end-to-end headers reach the backend;

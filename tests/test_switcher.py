@@ -604,6 +604,26 @@ class PolicyConsultationTests(SynchronousTestCase):
         self.assertEqual(h.hooks.log(), [("A", "wake")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_brokenBeforeSwitchDrainsAnyway(self) -> None:
+        """
+        A policy whose beforeSwitch raises does not wedge the switch: the
+        switcher drains the old model itself and goes on.
+        """
+
+        class Broken(ScriptedPolicy):
+            def beforeSwitch(self, context: SwitchContext) -> Deferred[None] | None:
+                raise RuntimeError("bug")
+
+        h = Harness(Broken())
+        slot = h.activate("A")
+        outcome = h.acquire("B")
+        self.assertEqual(h.hooks.log(), [("A", "wake")])
+        slot.release()
+        h.hooks.finishNext("A", "sleep")
+        h.hooks.finishNext("B", "wake")
+        self.assertIsNotNone(outcome.slot)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_scheduler(self) -> None:
         """
         With a scheduler interval, the switcher ticks the policy and switches

@@ -100,9 +100,9 @@ class LlmuxService(Service):
         failures: list[Failure] = []
         self.endpoint.listen(self.site).addCallbacks(self._listening, failures.append)
         if failures:
-            # Stream endpoints listen synchronously: raising here makes
-            # twistd exit instead of running without a listener.
-            failures[0].raiseException()
+            # Stream endpoints listen synchronously: exiting here stops
+            # twistd from running without a listener. One line, no traceback.
+            raise SystemExit(f"llmux: error: cannot listen: {failures[0].value}")
         self.switcher.start()
 
     def _listening(self, port: IListeningPort) -> None:

@@ -397,9 +397,15 @@ class Switcher:
         old.draining = True
         started = self._clock.seconds()
         context = SwitchContext(old.name, new.name, lambda: self._drained(old))
-        wait = self._policy.beforeSwitch(context)
-        if wait is not None:
-            await wait
+        try:
+            wait = self._policy.beforeSwitch(context)
+            if wait is not None:
+                await wait
+        except Exception:
+            # A policy bug must not wedge the switcher half-way through a
+            # switch: fall back to the plain drain.
+            self.log.failure("policy failed before a switch; draining anyway")
+            await self._drained(old)
         self._observer.drained(old.name, new.name, self._clock.seconds() - started)
 
     def _drained(self, state: _Model) -> Deferred[None]:

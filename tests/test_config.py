@@ -105,6 +105,63 @@ class LoadTests(SynchronousTestCase):
         self.assertTrue(config.policy.drain_before_switch)
         self.assertEqual(config.policy.min_active_secs, 0)
 
+    def test_reliabilityDefaults(self) -> None:
+        """
+        Hook timeouts fit slow model loads; liveness, limits and shutdown have
+        the documented defaults.
+        """
+        config = parseConfig({"models": {"a": model()}})
+        self.assertEqual(
+            dict(config.hook_timeouts), {"wake": 600, "sleep": 300, "alive": 30}
+        )
+        self.assertTrue(config.adopt_running)
+        self.assertEqual((config.alive_interval_secs, config.alive_failures), (30, 3))
+        self.assertEqual(config.max_body_bytes, 32 * 1024 * 1024)
+        self.assertEqual(
+            (config.body_timeout_secs, config.upstream_timeout_secs), (120, 600)
+        )
+        self.assertEqual(
+            (config.shutdown_timeout_secs, config.sleep_on_shutdown), (30, False)
+        )
+        self.assertEqual(
+            (config.policy.max_queue, config.policy.drain_timeout_secs), (512, None)
+        )
+
+    def test_reliabilitySettings(self) -> None:
+        """
+        Every reliability setting is read from the file; null lifts a limit.
+        """
+        config = parseConfig(
+            {
+                "models": {"a": model()},
+                "hook_timeouts": {"wake": 1200, "alive": None},
+                "adopt_running": False,
+                "alive_interval_secs": 0,
+                "alive_failures": 5,
+                "max_body_bytes": 1024,
+                "body_timeout_secs": None,
+                "upstream_timeout_secs": 30,
+                "shutdown_timeout_secs": 5,
+                "sleep_on_shutdown": True,
+                "policy": {"max_queue": 2, "drain_timeout_secs": 60},
+            }
+        )
+        self.assertEqual(
+            dict(config.hook_timeouts), {"wake": 1200, "sleep": 300, "alive": None}
+        )
+        self.assertFalse(config.adopt_running)
+        self.assertEqual((config.alive_interval_secs, config.alive_failures), (0, 5))
+        self.assertEqual(config.max_body_bytes, 1024)
+        self.assertEqual(
+            (config.body_timeout_secs, config.upstream_timeout_secs), (None, 30)
+        )
+        self.assertEqual(
+            (config.shutdown_timeout_secs, config.sleep_on_shutdown), (5, True)
+        )
+        self.assertEqual(
+            (config.policy.max_queue, config.policy.drain_timeout_secs), (2, 60)
+        )
+
     def test_nullTimeout(self) -> None:
         """
         request_timeout_secs: null means unlimited.
@@ -187,9 +244,12 @@ class ValidationTests(SynchronousTestCase):
             {"models": {"a": model(wakeup="x")}},
             "models.a.wakeup: unknown key (expected one of: port, wake, sleep, alive)",
         )
-        self.assertRejected(
-            {"models": {"a": model()}, "prot": 1},
-            "prot: unknown key (expected one of: models, policy, port)",
+        with self.assertRaises(ConfigError) as caught:
+            parseConfig({"models": {"a": model()}, "prot": 1})
+        self.assertTrue(
+            str(caught.exception).startswith(
+                "prot: unknown key (expected one of: models, policy, port, "
+            )
         )
 
     def test_wrongTypes(self) -> None:
@@ -231,6 +291,47 @@ class ValidationTests(SynchronousTestCase):
         self.assertRejected(
             {"models": {1: model()}}, "models.1: model names must be non-empty strings"
         )
+
+    def test_reliabilityMistakes(self) -> None:
+        base: dict[str, Any] = {"models": {"a": model()}}
+        cases = [
+            (
+                {"hook_timeouts": {"load": 5}},
+                "hook_timeouts.load: unknown key (expected one of: wake, sleep, alive)",
+            ),
+            (
+                {"hook_timeouts": {"wake": 0}},
+                "hook_timeouts.wake: must be above 0, not 0",
+            ),
+            (
+                {"hook_timeouts": [1]},
+                "hook_timeouts: must be a mapping of hook name to seconds",
+            ),
+            ({"adopt_running": "yes"}, "adopt_running: must be true or false"),
+            (
+                {"alive_failures": 0},
+                "alive_failures: must be a whole number of 1 or more, not 0",
+            ),
+            (
+                {"max_body_bytes": "32M"},
+                "max_body_bytes: must be a whole number of 1 or more, not '32M'",
+            ),
+            (
+                {"upstream_timeout_secs": 0},
+                "upstream_timeout_secs: must be above 0, not 0",
+            ),
+            ({"sleep_on_shutdown": 1}, "sleep_on_shutdown: must be true or false"),
+            (
+                {"policy": {"max_queue": 0}},
+                "policy.max_queue: must be a whole number of 1 or more, not 0",
+            ),
+            (
+                {"policy": {"drain_timeout_secs": -1}},
+                "policy.drain_timeout_secs: must be above 0, not -1",
+            ),
+        ]
+        for extra, message in cases:
+            self.assertRejected({**base, **extra}, message)
 
     def test_portRange(self) -> None:
         self.assertRejected(

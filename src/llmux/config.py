@@ -34,8 +34,32 @@ __all__ = [
 
 DEFAULT_PORT = 3000
 MODEL_KEYS = ("port", "wake", "sleep", "alive")
-POLICY_KEYS = ("request_timeout_secs", "drain_before_switch", "min_active_secs")
-TOP_KEYS = ("models", "policy", "port")
+POLICY_KEYS = (
+    "request_timeout_secs",
+    "drain_before_switch",
+    "drain_timeout_secs",
+    "min_active_secs",
+    "max_queue",
+)
+HOOK_NAMES = ("wake", "sleep", "alive")
+TOP_KEYS = (
+    "models",
+    "policy",
+    "port",
+    "hook_timeouts",
+    "adopt_running",
+    "alive_interval_secs",
+    "alive_failures",
+    "max_body_bytes",
+    "body_timeout_secs",
+    "upstream_timeout_secs",
+    "shutdown_timeout_secs",
+    "sleep_on_shutdown",
+)
+#: Seconds each hook may run before its process group is killed: loading
+#: weights can take minutes; a health check should not.
+DEFAULT_HOOK_TIMEOUTS = {"wake": 600.0, "sleep": 300.0, "alive": 30.0}
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -91,7 +115,9 @@ class PolicyConfig:
 
     request_timeout_secs: float | None = None
     drain_before_switch: bool = True
+    drain_timeout_secs: float | None = None
     min_active_secs: float = 0.0
+    max_queue: int = 512
     extra: Mapping[str, object] = attrs.field(factory=dict, converter=_readOnly)
 
 
@@ -104,6 +130,17 @@ class Config:
     models: tuple[ModelConfig, ...]
     policy: PolicyConfig = PolicyConfig()
     port: int = DEFAULT_PORT
+    hook_timeouts: Mapping[str, float | None] = attrs.field(
+        factory=lambda: dict(DEFAULT_HOOK_TIMEOUTS), converter=_readOnly
+    )
+    adopt_running: bool = True
+    alive_interval_secs: float = 30.0
+    alive_failures: int = 3
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_timeout_secs: float | None = 120.0
+    upstream_timeout_secs: float | None = 600.0
+    shutdown_timeout_secs: float = 30.0
+    sleep_on_shutdown: bool = False
     source: str = "<config>"
 
     def model(self, name: str) -> ModelConfig | None:
@@ -172,10 +209,44 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
     checkKeys(data, TOP_KEYS, None)
     if "models" not in data:
         raise ConfigError("models", "missing (at least one model is required)")
-    models = _parseModels(data["models"], directory)
-    policy = _parsePolicy(data.get("policy"))
-    port = _readPort(data, "port", None, DEFAULT_PORT)
-    return Config(models=models, policy=policy, port=port)
+    return Config(
+        models=_parseModels(data["models"], directory),
+        policy=_parsePolicy(data.get("policy")),
+        port=_readPort(data, "port", None, DEFAULT_PORT),
+        hook_timeouts=_parseHookTimeouts(data.get("hook_timeouts", {})),
+        adopt_running=_readBool(data, "adopt_running", True, None),
+        alive_interval_secs=readNumber(data, "alive_interval_secs", 30.0, None),
+        alive_failures=readCount(data, "alive_failures", 3, None),
+        max_body_bytes=readCount(data, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, None),
+        body_timeout_secs=readNumber(
+            data, "body_timeout_secs", 120.0, None, allowNone=True, positive=True
+        ),
+        upstream_timeout_secs=readNumber(
+            data, "upstream_timeout_secs", 600.0, None, allowNone=True, positive=True
+        ),
+        shutdown_timeout_secs=readNumber(data, "shutdown_timeout_secs", 30.0, None),
+        sleep_on_shutdown=_readBool(data, "sleep_on_shutdown", False, None),
+    )
+
+
+def _parseHookTimeouts(table: Any) -> dict[str, float | None]:
+    """
+    The C{hook_timeouts:} table: seconds per hook, C{null} for no limit.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError("hook_timeouts", "must be a mapping of hook name to seconds")
+    checkKeys(table, HOOK_NAMES, "hook_timeouts")
+    return {
+        hook: readNumber(
+            table,
+            hook,
+            DEFAULT_HOOK_TIMEOUTS[hook],
+            "hook_timeouts",
+            allowNone=True,
+            positive=True,
+        )
+        for hook in HOOK_NAMES
+    }
 
 
 def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
@@ -230,16 +301,31 @@ def _parsePolicy(table: Any) -> PolicyConfig:
         return PolicyConfig()
     if not isinstance(table, dict):
         raise ConfigError("policy", "must be a mapping")
-    drain = table.get("drain_before_switch", True)
-    if not isinstance(drain, bool):
-        raise ConfigError("policy.drain_before_switch", "must be true or false")
     timeout = readNumber(table, "request_timeout_secs", None, "policy", allowNone=True)
+    drainTimeout = readNumber(
+        table, "drain_timeout_secs", None, "policy", allowNone=True, positive=True
+    )
     return PolicyConfig(
         request_timeout_secs=timeout,
-        drain_before_switch=drain,
+        drain_before_switch=_readBool(table, "drain_before_switch", True, "policy"),
+        drain_timeout_secs=drainTimeout,
         min_active_secs=readNumber(table, "min_active_secs", 0.0, "policy"),
+        max_queue=readCount(table, "max_queue", 512, "policy"),
         extra={k: v for k, v in table.items() if k not in POLICY_KEYS},
     )
+
+
+def _readBool(
+    table: Mapping[str, Any], key: str, default: bool, where: str | None
+) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(_field(where, key), "must be true or false")
+    return value
+
+
+def _field(where: str | None, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def _readPort(
@@ -279,11 +365,27 @@ def _printable(key: object) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def readCount(
+    table: Mapping[str, Any], key: str, default: int, where: str | None
+) -> int:
+    """
+    Read a whole number of 1 or more (a count, a size in bytes).
+
+    @raise ConfigError: naming C{where.key}.
+    """
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            _field(where, key), f"must be a whole number of 1 or more, not {value!r}"
+        )
+    return value
+
+
 def readNumber(
     table: Mapping[str, Any],
     key: str,
     default: float | None,
-    where: str,
+    where: str | None,
     *,
     allowNone: bool = False,
     positive: bool = False,
@@ -299,7 +401,7 @@ def readNumber(
     @raise ConfigError: naming C{where.key}.
     """
     value = table.get(key, default)
-    field = f"{where}.{key}"
+    field = _field(where, key)
     if value is None and allowNone:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):

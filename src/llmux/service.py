@@ -140,7 +140,8 @@ def makeLlmuxService(
     @param logObserver: where the log goes, if not where twistd sends it.
     """
     metrics = Metrics()
-    switcher = Switcher(config, policy, HookRunner(reactor), reactor, metrics)
+    hooks = HookRunner(reactor, timeouts=config.hook_timeouts)
+    switcher = Switcher(config, policy, hooks, reactor, metrics)
     metrics.watch(switcher)
     pool = QuietConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = POOL_IDLE_PER_BACKEND

@@ -66,7 +66,8 @@ class Harness:
     ) -> dict[str, Any]:
         """
         Settings for a model whose hooks append "<hook> <model>" to the hook
-        log, then run C{wake}/C{sleep} extra shell code.
+        log, then run C{wake}/C{sleep} extra shell code. A successful wake
+        leaves a C{<model>.awake} file, which sleep removes and alive checks.
         """
         log = self.hookLog.path
 
@@ -75,9 +76,9 @@ class Harness:
 
         return {
             "port": port,
-            "wake": hook("wake", wake),
-            "sleep": hook("sleep", sleep),
-            "alive": "true",
+            "wake": hook("wake", wake) + '\ntouch "$LLMUX_MODEL.awake"',
+            "sleep": hook("sleep", sleep) + '\nrm -f "$LLMUX_MODEL.awake"',
+            "alive": 'test -f "$LLMUX_MODEL.awake"',
         }
 
     def start(self, models: dict[str, Any], **policy: Any) -> str:

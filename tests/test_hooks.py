@@ -423,7 +423,7 @@ class HookRunnerTests(TestCase):
         """
         A failed hook logs C{hook_failed} with its exit status and stderr.
         """
-        result = await self.runHook("printf 'bad \\377\\n' >&2; exit 4", hook="alive")
+        result = await self.runHook("printf 'bad \\377\\n' >&2; exit 4", hook="sleep")
         [event] = self.eventsNamed("hook_failed")
         self.assertEqual(
             {
@@ -432,7 +432,7 @@ class HookRunnerTests(TestCase):
             },
             {
                 "model": "m",
-                "hook": "alive",
+                "hook": "sleep",
                 "exit_code": 4,
                 "signal": None,
                 "timed_out": False,
@@ -443,6 +443,16 @@ class HookRunnerTests(TestCase):
         self.assertEqual(event["log_level"].name, "warn")
         self.assertIn("exit code 4: bad", formatEvent(event))
         self.assertEqual(self.eventsNamed("hook_completed"), [])
+
+    async def test_logNotAlive(self) -> None:
+        """
+        An alive hook exiting non-zero answered "not alive", which is routine
+        for a sleeping model: logged at info, not as a warning.
+        """
+        await self.runHook("exit 1", hook="alive")
+        [event] = self.eventsNamed("hook_failed")
+        self.assertEqual((event["hook"], event["exit_code"]), ("alive", 1))
+        self.assertEqual(event["log_level"].name, "info")
 
     async def test_logTimedOut(self) -> None:
         """

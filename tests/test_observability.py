@@ -265,7 +265,11 @@ class EventLogTests(TestCase):
             if r.get("event") == "hook_completed"
         ]
         self.assertEqual(hooks[:3], [("A", "wake"), ("A", "sleep"), ("B", "wake")])
-        [hookFailed] = [r for r in records if r.get("event") == "hook_failed"]
+        [hookFailed] = [
+            r
+            for r in records
+            if r.get("event") == "hook_failed" and r["hook"] != "alive"
+        ]
         self.assertEqual(
             (hookFailed["model"], hookFailed["hook"], hookFailed["exit_code"]),
             ("C", "wake", 1),
@@ -443,7 +447,7 @@ class CommandLineLogTests(TestCase):
         port = freePort()
         config = writeConfig(
             self,
-            f"models:\n  a: {{port: {freePort()}, wake: 'true', sleep: 'true', alive: 'true'}}\nport: {port}\n",
+            f"models:\n  a: {{port: {freePort()}, wake: 'true', sleep: 'true', alive: 'false'}}\nport: {port}\n",
         )
         env = {
             **os.environ,
@@ -480,7 +484,14 @@ class CommandLineLogTests(TestCase):
         assert protocol.reason is not None
         self.assertTrue(protocol.reason.check(ProcessDone, ProcessTerminated))
         records = [json.loads(line) for line in protocol.out.decode().splitlines()]
-        events = [r["event"] for r in records if "event" in r]
+        events = [(r["event"], r.get("hook")) for r in records if "event" in r]
         self.assertEqual(
-            events[:3], ["switch_started", "hook_completed", "model_activated"]
+            events,
+            [
+                ("hook_failed", "alive"),
+                ("switch_started", None),
+                ("hook_completed", "wake"),
+                ("model_activated", None),
+                ("shutdown_started", None),
+            ],
         )

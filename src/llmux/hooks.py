@@ -38,7 +38,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -341,7 +341,11 @@ class HookRunner:
                 duration_secs=result.durationSecs,
             )
             return
-        self.log.warn(
+        # An alive hook that exits non-zero has answered "not alive", which
+        # is routine for a sleeping model; only its timeouts are trouble.
+        answered = result.hook == "alive" and not result.timedOut
+        self.log.emit(
+            LogLevel.info if answered else LogLevel.warn,
             "{model}: {hook} hook failed after {duration_secs:.2f}s: {reason}",
             event="hook_failed",
             model=result.model,

@@ -370,3 +370,8 @@ class ISwitchObserver(Interface):
         """
         A hook ended.
         """
+
+    def died(model: str) -> None:
+        """
+        The awake C{model} failed its health checks and was given up.
+        """

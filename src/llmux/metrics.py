@@ -135,6 +135,12 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self._deaths = Counter(
+            "llmux_model_dead_total",
+            "Awake models given up after failing their alive hook.",
+            ["model"],
+            registry=registry,
+        )
         # Per-request recording runs on every request: keep the labelled
         # children instead of looking them up each time.
         self._requestSeries: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
@@ -190,6 +196,9 @@ class Metrics:
 
     def waited(self, model: str, waitSecs: float) -> None:
         self._queueWait.labels(model).observe(waitSecs)
+
+    def died(self, model: str) -> None:
+        self._deaths.labels(model).inc()
 
     def hookRan(self, result: HookResult) -> None:
         self._hookDuration.labels(result.model, result.hook).observe(

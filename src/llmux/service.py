@@ -22,6 +22,7 @@ from twisted.web.server import Site
 from .config import Config
 from .hooks import HookRunner
 from .interfaces import ISwitchPolicy
+from .liveness import Liveness
 from .logs import observer
 from .metrics import Metrics
 from .switcher import Switcher
@@ -66,7 +67,9 @@ class LlmuxService(Service):
 
     def __init__(
         self,
+        config: Config,
         switcher: Switcher,
+        liveness: Liveness,
         pool: HTTPConnectionPool,
         site: Site,
         endpoint: IStreamServerEndpoint,
@@ -76,7 +79,9 @@ class LlmuxService(Service):
         @param logObserver: where the log should go, if not where twistd
             would send it.
         """
+        self.config = config
         self.switcher = switcher
+        self.liveness = liveness
         self.pool = pool
         self.site = site
         self.endpoint = endpoint
@@ -104,6 +109,7 @@ class LlmuxService(Service):
             # twistd from running without a listener. One line, no traceback.
             raise SystemExit(f"llmux: error: cannot listen: {failures[0].value}")
         self.switcher.start()
+        self.liveness.start()
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
@@ -119,9 +125,16 @@ class LlmuxService(Service):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        self.switcher.stop()
+        """
+        Stop accepting, refuse the waiting requests, let those in flight
+        finish (bounded), optionally put the awake model to sleep.
+        """
         if self.port is not None:
             await maybeDeferred(self.port.stopListening)
+        self.liveness.stop()
+        await self.switcher.shutdown(
+            self.config.shutdown_timeout_secs, self.config.sleep_on_shutdown
+        )
         await self.pool.closeCachedConnections()
 
 
@@ -148,4 +161,7 @@ def makeLlmuxService(
     pool.cachedConnectionTimeout = POOL_IDLE_SECS
     root = buildRoot(switcher, config, Agent(reactor, pool=pool), metrics, reactor)
     endpoint = serverFromString(reactor, listen)
-    return LlmuxService(switcher, pool, makeSite(root), endpoint, logObserver)
+    liveness = Liveness(switcher, config, reactor)
+    return LlmuxService(
+        config, switcher, liveness, pool, makeSite(root), endpoint, logObserver
+    )

@@ -23,11 +23,18 @@ Rules (SPEC section 4) and where they live:
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredLock,
+    TimeoutError,
+    fail,
+    succeed,
+)
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -36,7 +43,7 @@ from zope.interface import implementer
 
 from .config import Config, ModelConfig
 from .cost import IDLE, CostTracker
-from .errors import ModelNotFound, RequestTimedOut, SwitchFailed
+from .errors import ModelNotFound, ModelNotReady, RequestTimedOut, SwitchFailed
 from .interfaces import (
     Decision,
     DeferUntil,
@@ -54,6 +61,8 @@ from .interfaces import (
 from .logs import observer
 
 __all__ = ["Active", "FAILURE_BACKOFF_SECS", "Idle", "Switcher", "Switching"]
+
+T = TypeVar("T")
 
 #: After a failed switch, the next one waits until this long after the failure.
 FAILURE_BACKOFF_SECS = 2.0
@@ -145,6 +154,9 @@ class _Unobserved:
     def hookRan(self, result: HookResult) -> None:
         pass
 
+    def died(self, model: str) -> None:
+        pass
+
 
 @implementer(ISlot)
 @attrs.define(eq=False)
@@ -194,6 +206,9 @@ class Switcher:
         self._hooks = hooks
         self._clock = clock
         self._observer = observer or _Unobserved()
+        self._maxQueue = config.policy.max_queue
+        self._drainTimeout = config.policy.drain_timeout_secs
+        self._closing = False
         now = clock.seconds()
         self._models = {m.name: _Model(m, idleSince=now) for m in config.models}
         self._order = config.modelNames
@@ -241,8 +256,20 @@ class Switcher:
         state = self._models.get(model)
         if state is None:
             return fail(ModelNotFound(model))
+        if self._closing:
+            return fail(ModelNotReady(model, "llmux is shutting down"))
         if self._awake == model and not state.draining:
             return succeed(self._grant(state))
+        if len(state.waiters) >= self._maxQueue:
+            self.log.warn(
+                "{model}: queue full ({max_queue} waiting); request refused",
+                event="queue_full",
+                model=model,
+                max_queue=self._maxQueue,
+            )
+            return fail(
+                ModelNotReady(model, f"queue full: {len(state.waiters)} waiting")
+            )
         return self._enqueue(state)
 
     def _grant(self, state: _Model) -> Slot:
@@ -399,14 +426,39 @@ class Switcher:
         context = SwitchContext(old.name, new.name, lambda: self._drained(old))
         try:
             wait = self._policy.beforeSwitch(context)
-            if wait is not None:
-                await wait
         except Exception:
             # A policy bug must not wedge the switcher half-way through a
             # switch: fall back to the plain drain.
             self.log.failure("policy failed before a switch; draining anyway")
-            await self._drained(old)
+            wait = self._drained(old)
+        if wait is not None:
+            await self._boundedDrain(wait, old, new)
         self._observer.drained(old.name, new.name, self._clock.seconds() - started)
+
+    async def _boundedDrain(
+        self, wait: Deferred[None], old: _Model, new: _Model
+    ) -> None:
+        """
+        Wait for the drain, at most C{drain_timeout_secs}; then switch on
+        whatever is still in flight (it will be cut off by the sleep hook).
+        """
+        timeout = self._drainTimeout
+        if timeout is not None:
+            wait.addTimeout(timeout, self._clock)
+        try:
+            await wait
+        except TimeoutError:
+            self.log.warn(
+                "{model}: {in_flight} request(s) still in flight after {timeout_secs}s"
+                " of draining; switching to {to} anyway",
+                event="drain_timeout",
+                model=old.name,
+                to=new.name,
+                in_flight=old.inFlight,
+                timeout_secs=timeout,
+            )
+        except Exception:
+            self.log.failure("policy's drain wait failed; switching on")
 
     def _drained(self, state: _Model) -> Deferred[None]:
         if state.inFlight == 0:
@@ -521,6 +573,106 @@ class Switcher:
             return
         if choice is not None and choice in self._models and choice != self._awake:
             self._arrange(choice)
+
+    # -- liveness and shutdown --------------------------------------------------
+
+    def exclusively(self, work: Callable[[], Coroutine[Any, Any, T]]) -> Deferred[T]:
+        """
+        Run C{work} when no switch is running, holding off switches until it
+        is done (the switch lock). For health checks and adoption.
+        """
+        return self._lock.run(lambda: Deferred.fromCoroutine(work()))
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether a switch is running, arranged or waiting for its turn.
+        """
+        return self._lock.locked or bool(self._arranged) or self._target is not None
+
+    async def runHook(self, model: str, hook: str) -> HookResult:
+        """
+        Run one of C{model}'s hooks, counted like the switcher's own.
+        """
+        return await self._runHook(self._models[model], hook)
+
+    def adopt(self, model: str) -> None:
+        """
+        Take C{model}, found already awake at start-up, as the active model.
+        Call only from L{exclusively}, while nothing is awake.
+        """
+        now = self._clock.seconds()
+        self._awake, self._awakeSince = model, now
+        self._models[model].idleSince = now
+        self.state = Active(model)
+        self.log.info(
+            "{model} is already awake: adopted", event="model_adopted", model=model
+        )
+        self._releaseWaiters(self._models[model])
+
+    async def markDead(self, model: str, reason: str) -> None:
+        """
+        Give up on the active C{model} (its health checks failed): put it to
+        sleep to clean up, and go Idle, so the next request wakes it again.
+        Call only from L{exclusively}.
+        """
+        if self._awake != model:
+            return
+        self.log.error(
+            "{model} is dead ({reason}); it will be woken again on demand",
+            event="model_dead",
+            model=model,
+            reason=reason,
+        )
+        self._awake = None
+        self._observer.deactivated(model, self._clock.seconds() - self._awakeSince)
+        self._observer.died(model)
+        self.state = Idle()
+        self.lastError = f"{model}: {reason}"
+        await self._runHook(self._models[model], "sleep")
+
+    def shutdown(self, timeoutSecs: float, sleepAwake: bool) -> Deferred[None]:
+        """
+        Stop for good: refuse new requests, answer every waiting one with
+        L{ModelNotReady}, let in-flight requests finish (at most
+        C{timeoutSecs}), then, if C{sleepAwake}, put the awake model to sleep.
+        """
+        return Deferred.fromCoroutine(self._shutdown(timeoutSecs, sleepAwake))
+
+    async def _shutdown(self, timeoutSecs: float, sleepAwake: bool) -> None:
+        self._closing = True
+        self.stop()
+        inFlight = sum(model.inFlight for model in self._models.values())
+        waiting = sum(len(model.waiters) for model in self._models.values())
+        self.log.info(
+            "shutting down: {waiting} waiting request(s) refused,"
+            " {in_flight} in flight",
+            event="shutdown_started",
+            waiting=waiting,
+            in_flight=inFlight,
+        )
+        for model in self._models.values():
+            self._failWaiters(
+                model, ModelNotReady(model.name, "llmux is shutting down")
+            )
+        everything: Deferred[Any] = DeferredList(
+            [self._drained(model) for model in self._models.values()]
+            + [self._lock.acquire()],
+            consumeErrors=True,
+        )
+        everything.addTimeout(timeoutSecs, self._clock)
+        try:
+            await everything
+        except TimeoutError:
+            self.log.warn(
+                "shutdown: gave up waiting after {timeout_secs}s",
+                event="shutdown_timeout",
+                timeout_secs=timeoutSecs,
+            )
+        if sleepAwake and self._awake is not None:
+            await self._runHook(self._models[self._awake], "sleep")
+            self._awake = None
+            self.state = Idle()
 
     # -- what policies see ---------------------------------------------------
 

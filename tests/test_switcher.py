@@ -48,13 +48,26 @@ class Harness:
     A switcher over models A, B and C on a Clock, with fake hooks.
     """
 
-    def __init__(self, policy: Any = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        policy: Any = None,
+        observer: Any = None,
+        config: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        """
+        @param config: top-level config settings.
+        @param settings: policy table settings.
+        """
         self.clock = Clock()
         self.clock.advance(1000)
         self.hooks = FakeHookRunner(self.clock)
-        self.policy = policy or FifoPolicy.fromConfig(PolicyConfig(**settings))
+        self.config = attrs.evolve(
+            makeConfig("A", "B", "C"), policy=PolicyConfig(**settings), **(config or {})
+        )
+        self.policy = policy or FifoPolicy.fromConfig(self.config.policy)
         self.switcher = Switcher(
-            makeConfig("A", "B", "C"), self.policy, self.hooks, self.clock
+            self.config, self.policy, self.hooks, self.clock, observer
         )
 
     def acquire(self, model: str) -> Outcome:

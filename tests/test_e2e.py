@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.internet.utils import getProcessValue
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
@@ -81,12 +82,18 @@ class Harness:
             "alive": 'test -f "$LLMUX_MODEL.awake"',
         }
 
-    def start(self, models: dict[str, Any], **policy: Any) -> str:
+    def start(
+        self,
+        models: dict[str, Any],
+        settings: dict[str, Any] | None = None,
+        **policy: Any,
+    ) -> str:
         """
-        Start llmux for C{models}; return its base URL.
+        Start llmux for C{models}, with top-level C{settings} and C{policy}
+        table settings; return its base URL.
         """
-        config = parseConfig({"models": models, "policy": policy}, self.directory.path)
-        return self.startConfig(config)
+        data = {"models": models, "policy": policy, **(settings or {})}
+        return self.startConfig(parseConfig(data, self.directory.path))
 
     def startConfig(self, config: Config) -> str:
         policy = FifoPolicy.fromConfig(config.policy)
@@ -473,6 +480,62 @@ class _NoFactory:
         return None
 
 
+class DemoBackends:
+    """
+    Models managed by the demo's hooks, which start and stop real fake
+    backend processes, each on a free port. The hooks run with this Python,
+    and keep their pid and log files in the test's directory; every backend
+    is stopped when the test ends.
+    """
+
+    def __init__(self, case: TestCase, h: Harness) -> None:
+        self.h = h
+        self.models: dict[str, dict[str, Any]] = {}
+        paths = os.pathsep.join([ROOT.child("src").path, *sys.path])
+        environment = {
+            **os.environ,
+            "PYTHON": sys.executable,
+            "PYTHONPATH": paths,
+            "TMPDIR": h.directory.path,
+        }
+        case.patch(os, "environ", environment)
+        case.addCleanup(self.stopAll)
+
+    def model(self, name: str) -> dict[str, Any]:
+        """
+        Settings for model C{name}, served on a free port.
+        """
+        port = freePort()
+        self.models[name] = {
+            "port": port,
+            "wake": f"{DEMO_HOOKS.child('wake.sh').path} {port}",
+            "sleep": f"{DEMO_HOOKS.child('sleep.sh').path} {port}",
+            "alive": f"{DEMO_HOOKS.child('alive.sh').path} {port}",
+        }
+        return self.models[name]
+
+    async def run(self, name: str, hook: str) -> int:
+        """
+        Run one of C{name}'s hooks by hand, as an operator would.
+        """
+        env = {**os.environ, "LLMUX_MODEL": name}
+        code: int = await getProcessValue(
+            "/bin/sh", ["-c", self.models[name][hook]], env=env, reactor=reactor
+        )
+        return code
+
+    def pid(self, name: str) -> int:
+        """
+        The process id of C{name}'s backend, from the demo's pid file.
+        """
+        port = self.models[name]["port"]
+        return int(self.h.directory.child(f"llmux-demo-{port}.pid").getContent())
+
+    async def stopAll(self) -> None:
+        for name in self.models:
+            await self.run(name, "sleep")
+
+
 class DrainTests(TestCase):
     """
     With the demo's hooks, which really start and stop backend processes.
@@ -480,53 +543,15 @@ class DrainTests(TestCase):
 
     timeout = 60
 
-    def demoModels(self, h: Harness, *names: str) -> dict[str, Any]:
-        models = {}
-        for name in names:
-            port = freePort()
-            models[name] = {
-                "port": port,
-                "wake": f"{DEMO_HOOKS.child('wake.sh').path} {port}",
-                "sleep": f"{DEMO_HOOKS.child('sleep.sh').path} {port}",
-                "alive": f"{DEMO_HOOKS.child('alive.sh').path} {port}",
-            }
-        return models
-
-    def demoEnvironment(self, h: Harness) -> None:
-        """
-        Point the demo hooks at this Python and a private state directory,
-        and stop any backend a failing test left running.
-        """
-        paths = os.pathsep.join([ROOT.child("src").path, *sys.path])
-        self.patch(
-            os,
-            "environ",
-            {
-                **os.environ,
-                "PYTHON": sys.executable,
-                "PYTHONPATH": paths,
-                "TMPDIR": h.directory.path,
-            },
-        )
-
-    async def stopBackends(self, h: Harness, models: dict[str, Any]) -> None:
-        from twisted.internet.utils import getProcessValue
-
-        for model in models.values():
-            await getProcessValue(
-                "/bin/sh", ["-c", model["sleep"]], env=dict(os.environ), reactor=reactor
-            )
-
     async def test_streamCompletesBeforeSleep(self) -> None:
         """
         A stream in flight on A completes in full before A's sleep hook
         stops A's backend, although a request for B arrived mid-stream.
         """
         h = Harness(self)
-        self.demoEnvironment(h)
-        models = self.demoModels(h, "A", "B")
+        backends = DemoBackends(self, h)
+        models = {"A": backends.model("A"), "B": backends.model("B")}
         base = h.start(models)
-        self.addCleanup(self.stopBackends, h, models)
         response = await h.post(
             base + "/v1/chat/completions",
             {

@@ -10,7 +10,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import ILogObserver, Logger
@@ -121,6 +121,8 @@ class LlmuxService(Service):
         self.log.info("llmux listening on {address}", address=address)
 
     def stopService(self) -> Deferred[None]:
+        if not self.running:
+            return succeed(None)
         super().stopService()
         return Deferred.fromCoroutine(self._stop())
 

@@ -163,7 +163,12 @@ def makeLlmuxService(
     pool.cachedConnectionTimeout = POOL_IDLE_SECS
     root = buildRoot(switcher, config, Agent(reactor, pool=pool), metrics, reactor)
     endpoint = serverFromString(reactor, listen)
-    liveness = Liveness(switcher, config, reactor)
-    return LlmuxService(
-        config, switcher, liveness, pool, makeSite(root), endpoint, logObserver
+    site = makeSite(
+        root,
+        maxBodyBytes=config.max_body_bytes,
+        bodyTimeoutSecs=config.body_timeout_secs,
+        metrics=metrics,
+        clock=reactor,
     )
+    liveness = Liveness(switcher, config, reactor)
+    return LlmuxService(config, switcher, liveness, pool, site, endpoint, logObserver)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from twisted.python.failure import Failure
+from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -28,12 +29,20 @@ from llmux.errors import (
 __all__ = [
     "BODY_UNREADABLE",
     "INTERNAL_ERROR",
+    "MALFORMED_REQUEST",
     "NO_MODEL",
+    "REQUEST_LINE_TOO_LONG",
     "STATUS_FOR_ERROR",
     "MethodNotAllowed",
     "backendErrorMessage",
+    "backendTimeoutMessage",
+    "bodyTimeoutMessage",
+    "bodyTooLargeMessage",
     "describeBackendFailure",
     "errorBody",
+    "errorResponse",
+    "headersTooLargeMessage",
+    "idleTimeoutMessage",
     "renderError",
     "statusForError",
     "writeError",
@@ -45,6 +54,11 @@ NO_MODEL = "No model specified in request"
 BODY_UNREADABLE = "Request body could not be read"
 #: The message of the 500 for a bug in llmux (the details go to the log).
 INTERNAL_ERROR = "Internal error"
+#: The message of the 400 for a request twisted.web could not parse: a bad
+#: request line, header line, C{Content-Length} or chunked body framing.
+MALFORMED_REQUEST = "Malformed request"
+#: The message of the 414 for a request line longer than the line limit.
+REQUEST_LINE_TOO_LONG = "Request line too long"
 
 #: The HTTP status for each error the switcher reports.
 STATUS_FOR_ERROR: Mapping[type[LlmuxError], int] = {
@@ -55,6 +69,9 @@ STATUS_FOR_ERROR: Mapping[type[LlmuxError], int] = {
 }
 
 _JSON = b"application/json"
+
+#: Reason phrases twisted.web's table lacks (RFC 6585).
+_PHRASES = {431: b"Request Header Fields Too Large"}
 
 
 def errorBody(message: str) -> bytes:
@@ -76,6 +93,70 @@ def renderError(request: Request, status: int, message: str) -> bytes:
     request.setHeader(b"Content-Type", _JSON)
     request.setHeader(b"Content-Length", b"%d" % (len(body),))
     return body
+
+
+def errorResponse(status: int, message: str) -> bytes:
+    """
+    A whole HTTP/1.1 response carrying a JSON error, ending with
+    C{Connection: close}: for the answers llmux writes straight to a
+    connection, outside twisted.web's request machinery (a request refused
+    before its body was read, a request that could not be parsed).
+
+    HTTP/1.1 is the right version whatever the client spoke: a server
+    answers with the highest version it conforms to (RFC 9110 6.2).
+    """
+    body = errorBody(message)
+    phrase = RESPONSES.get(status, _PHRASES.get(status, b"Error"))
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase),
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: %d\r\n" % (len(body),),
+            b"Connection: close\r\n",
+            b"\r\n",
+            body,
+        ]
+    )
+
+
+def bodyTooLargeMessage(limitBytes: int) -> str:
+    """
+    The message of the 413 for a request body over the limit.
+    """
+    return f"Request body too large: limit is {limitBytes} bytes"
+
+
+def bodyTimeoutMessage(timeoutSecs: float) -> str:
+    """
+    The message of the 408 for a request whose head and body did not all
+    arrive in time.
+    """
+    return f"Request body not received within {timeoutSecs:g}s"
+
+
+def idleTimeoutMessage(idleSecs: float) -> str:
+    """
+    The message of the 408 for a client that fell silent mid-request.
+    """
+    return f"Request body not received: nothing arrived for {idleSecs:g}s"
+
+
+def headersTooLargeMessage(limitBytes: int, limitCount: int) -> str:
+    """
+    The message of the 431 for a request head over the limits.
+    """
+    return (
+        f"Request headers too large: limit is {limitBytes} bytes"
+        f" and {limitCount} headers"
+    )
+
+
+def backendTimeoutMessage(timeoutSecs: float) -> str:
+    """
+    The message of the 504 for a backend that sent no response headers in
+    time.
+    """
+    return f"Backend timed out: no response within {timeoutSecs:g}s"
 
 
 def writeError(request: Request, status: int, message: str) -> None:

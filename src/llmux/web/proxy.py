@@ -15,6 +15,9 @@ asked for: its wait for the switcher is cancelled, or its backend request is
 cancelled, or (mid-stream) the backend connection is closed through the
 producer chain, so the model stops generating for nobody.
 
+A backend gets C{upstream_timeout_secs} to send its response headers (a
+504 after that); once its body flows, it may take as long as it needs.
+
 The code on this path runs for every request and every token, so it is kept
 lean: the per-request state is one small object, headers are copied in one
 pass, and the relay writes each chunk as it came, with no parsing, logging or
@@ -24,14 +27,14 @@ counting per chunk.
 from __future__ import annotations
 
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import attrs
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,6 +60,7 @@ from llmux.web.errors import (
     INTERNAL_ERROR,
     NO_MODEL,
     backendErrorMessage,
+    backendTimeoutMessage,
     describeBackendFailure,
     renderError,
     statusForError,
@@ -193,7 +197,12 @@ class ProxyResource(Resource):
     isLeaf = True
 
     def __init__(
-        self, switcher: ISwitcher, config: Config, agent: IAgent, metrics: Metrics
+        self,
+        switcher: ISwitcher,
+        config: Config,
+        agent: IAgent,
+        metrics: Metrics,
+        clock: IReactorTime | None = None,
     ) -> None:
         """
         @param switcher: makes models ready and hands out slots on them.
@@ -203,11 +212,19 @@ class ProxyResource(Resource):
             L{twisted.web.client.HTTPConnectionPool} that the caller owns
             (and closes on shutdown).
         @param metrics: where requests are counted.
+        @param clock: times the wait for a backend's response headers
+            (C{upstream_timeout_secs}); the global reactor if C{None}.
         """
         super().__init__()
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
         self._switcher = switcher
         self._agent = agent
         self._metrics = metrics
+        self._clock = clock
+        self._upstreamTimeout = config.upstream_timeout_secs
         self._origins = {
             model.name: f"http://127.0.0.1:{model.port}" for model in config.models
         }
@@ -256,6 +273,8 @@ class ProxyResource(Resource):
             metrics=self._metrics,
             metricModel=model if origin is not None else UNKNOWN_MODEL_LABEL,
             started=started,
+            clock=self._clock,
+            upstreamTimeout=self._upstreamTimeout,
         )
         request.notifyFinish().addErrback(exchange.clientDisconnected)
         exchange.waiting = acquiring = self._switcher.acquire(model)
@@ -300,6 +319,14 @@ class _Exchange:
     @ivar ended: whether the response has been finished or cut off.
     @ivar metricModel: the C{model} label its metrics carry.
     @ivar started: when the request arrived (L{time.monotonic}).
+    @ivar clock: times the wait for the backend's response headers.
+    @ivar upstreamTimeout: seconds the backend has to send its response
+        headers, from the moment llmux starts connecting; C{None} for no
+        limit. The body, once it flows, has no time limit: a long
+        generation is not a hung backend.
+    @ivar upstreamTimer: the pending L{upstreamTimedOut} call, if any.
+    @ivar timedOut: whether the backend ran out of time, so the failure
+        its cancellation causes is answered with a 504, not a 502.
     """
 
     request: Request
@@ -310,10 +337,14 @@ class _Exchange:
     metrics: Metrics
     metricModel: str
     started: float
+    clock: IReactorTime
+    upstreamTimeout: float | None
     slot: ISlot | None = None
     waiting: Deferred[Any] | None = None
     clientGone: bool = False
     ended: bool = False
+    upstreamTimer: IDelayedCall | None = None
+    timedOut: bool = False
 
     def gotSlot(self, slot: ISlot) -> None:
         """
@@ -328,6 +359,11 @@ class _Exchange:
             raise RuntimeError(f"switcher gave a slot on unknown model {self.model!r}")
         request = self.request
         body, self.body = self.body, b""
+        # Armed first: if treq fails at once, requestFailed disarms it.
+        if self.upstreamTimeout is not None:
+            self.upstreamTimer = self.clock.callLater(
+                self.upstreamTimeout, self.upstreamTimedOut
+            )
         self.waiting = responding = HTTPClient(self.agent).request(
             request.method.decode("ascii"),
             self.origin + _requestTarget(request.uri),
@@ -339,6 +375,26 @@ class _Exchange:
         responding.addCallbacks(self.gotResponse, self.requestFailed).addErrback(
             self.internalError
         )
+
+    def upstreamTimedOut(self) -> None:
+        """
+        The backend has not sent its response headers in time: give up on
+        it. Cancelling the request closes the backend connection; the
+        failure that follows reaches L{requestFailed}, which answers 504.
+        """
+        self.upstreamTimer = None
+        self.timedOut = True
+        waiting = self.waiting
+        if waiting is not None:
+            waiting.cancel()
+
+    def disarmUpstreamTimer(self) -> None:
+        """
+        The wait for the backend's headers is over, one way or another.
+        """
+        timer, self.upstreamTimer = self.upstreamTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def acquireFailed(self, failure: Failure) -> Failure | None:
         """
@@ -361,6 +417,7 @@ class _Exchange:
         The backend answered: send its status and headers, then relay its body.
         """
         self.waiting = None
+        self.disarmUpstreamTimer()
         request = self.request
         try:
             request.setResponseCode(response.code, response.phrase)
@@ -383,11 +440,28 @@ class _Exchange:
 
     def requestFailed(self, failure: Failure) -> Failure | None:
         """
-        The backend failed before it answered: a 502, unless the failure is
-        the cancellation of a request whose client went away.
+        The backend failed before it answered: a 502; a 504 if llmux gave up
+        waiting for it; nothing if the client went away.
+
+        A timeout shows up as whatever cancelling the agent's request
+        produces (C{ResponseNeverReceived}, C{ConnectingCancelledError}),
+        hence the C{timedOut} flag rather than a check of the failure.
         """
         self.waiting = None
+        self.disarmUpstreamTimer()
         if self.clientGone:
+            return None
+        if self.timedOut:
+            assert self.upstreamTimeout is not None
+            message = backendTimeoutMessage(self.upstreamTimeout)
+            _log.warn(
+                "Backend of {model} sent no response within {timeout}s",
+                model=self.model,
+                timeout=self.upstreamTimeout,
+            )
+            self.answered(504)
+            writeError(self.request, 504, message)
+            self.end()
             return None
         if not failure.check(*_BACKEND_FAILURES):
             return failure
@@ -490,6 +564,7 @@ class _Exchange:
         This is the only place a slot is released.
         """
         self.ended = True
+        self.disarmUpstreamTimer()
         slot, self.slot = self.slot, None
         if slot is not None:
             try:

@@ -31,10 +31,16 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from llmux import __version__
-from llmux.config import Config
+from llmux.config import DEFAULT_MAX_BODY_BYTES, Config
 from llmux.interfaces import ISwitcher
 from llmux.metrics import Metrics
 from llmux.web.errors import MethodNotAllowed
+from llmux.web.limits import (
+    DEFAULT_BODY_TIMEOUT_SECS,
+    LlmuxChannel,
+    LlmuxRequest,
+    RequestLimits,
+)
 from llmux.web.proxy import ProxyResource
 
 __all__ = [
@@ -179,7 +185,8 @@ def buildRoot(
         L{ProxyResource}).
     @param metrics: counts requests; its registry is what C{/metrics}
         exposes.
-    @param clock: tells the status page llmux's uptime.
+    @param clock: tells the status page llmux's uptime, and times the
+        proxy's wait for backend response headers.
     """
     routes: dict[bytes, IResource] = {
         b"/v1/models": ModelsResource(config),
@@ -187,22 +194,54 @@ def buildRoot(
         b"/metrics": MetricsResource(metrics.registry),
         b"/llmux/status": StatusResource(switcher, clock),
     }
-    return _Root(routes, ProxyResource(switcher, config, agent, metrics))
+    return _Root(routes, ProxyResource(switcher, config, agent, metrics, clock))
 
 
 class LlmuxSite(Site):
     """
-    The L{Site} llmux serves: no tracebacks in error pages, no factory
-    start/stop chatter, and no access log line per request unless asked
-    for (at thousands of requests a second it is a cost, and twisted.web
-    would otherwise send it to the global log).
+    The L{Site} llmux serves: limits on what clients send (L{RequestLimits}),
+    JSON for every error including the ones twisted.web would answer
+    itself, no tracebacks, no factory start/stop chatter, and no access log
+    line per request unless asked for (at thousands of requests a second it
+    is a cost, and twisted.web would otherwise send it to the global log).
+
+    Its connections are L{LlmuxChannel}s, built directly rather than through
+    twisted.web's default protocol factory, whose only other job is to
+    switch a TLS connection to HTTP/2 when ALPN negotiates it: llmux neither
+    offers HTTP/2 nor installs its C{h2} dependency.
+
+    Form bodies are not parsed into C{request.args}: llmux never reads them
+    there, parsing a large upload costs memory, and a malformed multipart
+    body would make twisted.web answer a bare 400 instead of llmux's 404.
+
+    @ivar limits: what a client may send; read by its channels and
+        requests.
+    @ivar metrics: where requests refused before they reach a resource are
+        counted, if anywhere.
     """
 
     displayTracebacks = False
     noisy = False
+    protocol = LlmuxChannel  # type: ignore[assignment]
+    requestFactory = LlmuxRequest
 
-    def __init__(self, resource: IResource, accessLog: bool = False) -> None:
-        super().__init__(resource, logPath=None)
+    def __init__(
+        self,
+        resource: IResource,
+        limits: RequestLimits | None = None,
+        accessLog: bool = False,
+        metrics: Metrics | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param clock: times connection and body timeouts; the global
+            reactor if C{None}.
+        """
+        super().__init__(
+            resource, logPath=None, reactor=clock, parsePOSTFormSubmission=False
+        )
+        self.limits = limits if limits is not None else RequestLimits()
+        self.metrics = metrics
         self._accessLog = accessLog
 
     def log(self, request: HTTPRequest) -> None:
@@ -210,11 +249,30 @@ class LlmuxSite(Site):
             super().log(request)
 
 
-def makeSite(root: IResource, accessLog: bool = False) -> LlmuxSite:
+def makeSite(
+    root: IResource,
+    maxBodyBytes: int = DEFAULT_MAX_BODY_BYTES,
+    bodyTimeoutSecs: float | None = DEFAULT_BODY_TIMEOUT_SECS,
+    accessLog: bool = False,
+    metrics: Metrics | None = None,
+    clock: IReactorTime | None = None,
+) -> LlmuxSite:
     """
     The L{Site} serving C{root}.
 
+    @param maxBodyBytes: the largest request body accepted; a larger one is
+        refused with a 413 before it is read (C{max_body_bytes}).
+    @param bodyTimeoutSecs: how long a request may take to arrive, from its
+        first byte to the end of its body, before it is refused with a 408;
+        C{None} for no limit (C{body_timeout_secs}).
     @param accessLog: whether to log one line per request (to the global
         log, in the combined log format).
+    @param metrics: counts the requests refused before they reach C{root}
+        (with the model label C{none}).
+    @param clock: times the body timeout and the connections' idle timeout;
+        the global reactor if C{None}.
     """
-    return LlmuxSite(root, accessLog=accessLog)
+    limits = RequestLimits(maxBodyBytes=maxBodyBytes, bodyTimeoutSecs=bodyTimeoutSecs)
+    return LlmuxSite(
+        root, limits=limits, accessLog=accessLog, metrics=metrics, clock=clock
+    )

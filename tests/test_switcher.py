@@ -584,6 +584,21 @@ class PolicyConsultationTests(SynchronousTestCase):
         after = [c for c in policy.seen if isinstance(c, SwitchedContext)][-1]
         self.assertEqual((after.from_, after.to, after.durationSecs), ("A", "B", 5))
 
+    def test_idleCountsFromWake(self) -> None:
+        """
+        A model woken for requests that left meanwhile has been idle since its
+        wake, not since before it slept.
+        """
+        policy = ScriptedPolicy()
+        h = Harness(policy)
+        h.clock.advance(20)
+        h.acquire("B").deferred.cancel()
+        h.hooks.finishNext("B", "wake")
+        h.clock.advance(10)
+        h.acquire("C")
+        pending = [c for c in policy.seen if isinstance(c, PendingContext)][-1]
+        self.assertEqual((pending.activeForSecs, pending.activeIdleSecs), (10, 10))
+
     def test_skip(self) -> None:
         """
         SKIP arranges no switch.

@@ -17,9 +17,17 @@ def main(argv: list[str] | None = None) -> None:
 
     No pidfile is written: a foreground process run by a supervisor or a
     terminal has no use for one, and a stale one would block the next start.
+
+    C{llmux simulate ...} runs the policy simulator instead
+    (L{llmux.simulation.cli}) and exits with its status.
     """
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["simulate"]:
+        from .simulation.cli import main as simulate
+
+        raise SystemExit(simulate(args[1:]))
+
     from twisted.scripts.twistd import run
 
-    args = sys.argv[1:] if argv is None else argv
     sys.argv = ["llmux", "--nodaemon", "--pidfile=", "llmux", *args]
     run()

@@ -493,6 +493,7 @@ class Switcher:
         if result.succeeded:
             self.costs.record(fromName, new.name, duration)
             self._awake, self._awakeSince = new.name, now
+            new.idleSince = now
             self.state = Active(new.name)
             self.log.info(
                 "{model} active (from {from}, {duration_secs:.2f}s)",

@@ -21,3 +21,12 @@ round_robin = PolicyFactory(
     ),
     builder="llmux.policies.round_robin.RoundRobinPolicy.fromConfig",
 )
+
+cost_aware = PolicyFactory(
+    name="cost_aware",
+    description=(
+        "A model keeps the GPU for a quantum proportional to the switch cost;"
+        " max_wait_secs bounds every wait."
+    ),
+    builder="llmux.policies.cost_aware.CostAwarePolicy.fromConfig",
+)

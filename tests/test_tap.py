@@ -130,7 +130,8 @@ class OptionsTests(SynchronousTestCase):
         """
         message = self.fails("-c", writeConfig(self), "--policy", "nope")
         self.assertEqual(
-            message, "llmux: error: unknown policy 'nope' (found: cost_aware, fifo, round_robin)\n"
+            message,
+            "llmux: error: unknown policy 'nope' (found: cost_aware, fifo, round_robin)\n",
         )
 
     def test_badOptions(self) -> None:
@@ -171,7 +172,9 @@ class OptionsTests(SynchronousTestCase):
         with self.assertRaises(SystemExit):
             self.parse("--list-policies")
         lines = stdout.getvalue().splitlines()
-        self.assertEqual([line.split()[0] for line in lines], ["cost_aware", "fifo", "round_robin"])
+        self.assertEqual(
+            [line.split()[0] for line in lines], ["cost_aware", "fifo", "round_robin"]
+        )
         self.assertIn("Switch as soon as a request arrives", lines[0])
 
 
@@ -238,5 +241,6 @@ class CommandLineTests(TestCase):
         )
         self.assertEqual(code, 1)
         self.assertEqual(
-            err, b"llmux: error: unknown policy 'nope' (found: cost_aware, fifo, round_robin)\n"
+            err,
+            b"llmux: error: unknown policy 'nope' (found: cost_aware, fifo, round_robin)\n",
         )

@@ -175,7 +175,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             [line.split()[0] for line in lines], ["cost_aware", "fifo", "round_robin"]
         )
-        self.assertIn("Switch as soon as a request arrives", lines[0])
+        self.assertIn("Switch as soon as a request arrives", lines[1])
 
 
 class PluginTests(SynchronousTestCase):

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Shared by the demo hooks; sourced, not run. Sets the paths for backend
 # PORT ($1) and defines the checks the hooks use.
 #
@@ -11,6 +12,7 @@ esac
 python=${PYTHON:-python3}
 state=${TMPDIR:-/tmp}
 pidfile="$state/llmux-demo-$port.pid"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 logfile="$state/llmux-demo-$port.log"
 
 # healthy: does the backend on $port answer GET /health?

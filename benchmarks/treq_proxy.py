@@ -1,0 +1,210 @@
+"""
+The baseline llmux is held to: a minimal Twisted + treq streaming proxy.
+
+It is built the way llmux's proxy leaf is (see C{src/llmux/web/proxy.py}), minus
+llmux's own logic: a twisted.web L{Site} without an access log whose root is
+one leaf; for each request it reads the body, drops the hop-by-hop and
+C{Host}/C{Content-Length}/C{Accept-Encoding} headers, sends the request with
+treq (C{unbuffered=True}, C{allow_redirects=False}) through an L{Agent} on a
+persistent L{HTTPConnectionPool} with llmux's settings, copies the response
+status and headers, and relays the body chunk by chunk with the backend
+connection registered as the producer (backpressure and disconnect
+propagation). What it does not do, and llmux does: find the model in the
+JSON body, route on it, take and release a switcher slot, map errors to
+JSON answers. Its L{Site} has llmux's settings (no access log, no form
+parsing).
+
+Run::
+
+    python benchmarks/treq_proxy.py --port 18910 --backend-port 18901
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from treq.client import HTTPClient
+from twisted.internet import reactor
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    ResponseDone,
+    _HTTP11ClientFactory,
+)
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+__all__ = ["MinimalProxy", "main"]
+
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+_NOT_FORWARDED = _HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding"}
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    """
+    The pool's connection factory, without start/stop log lines.
+    """
+
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    """
+    A connection pool whose connections do not log, like llmux's.
+    """
+
+    _factory = _QuietFactory
+
+
+class _Relay(Protocol):
+    """
+    Writes each chunk of the backend's body to the client as it arrives.
+    """
+
+    def __init__(self, request: Request, state: _State) -> None:
+        self._request = request
+        self._write = request.write
+        self._state = state
+
+    def connectionMade(self) -> None:
+        self._request.registerProducer(IPushProducer(self.transport), True)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._write(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._state.clientGone:
+            return
+        self._request.unregisterProducer()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._request.finish()
+        else:
+            self._request.loseConnection()
+
+
+class _State:
+    """
+    Whether the client went away.
+    """
+
+    clientGone = False
+
+
+class MinimalProxy(Resource):
+    """
+    Forwards every request to one backend.
+    """
+
+    isLeaf = True
+
+    def __init__(self, agent: Agent, origin: str) -> None:
+        super().__init__()
+        self._agent = agent
+        self._origin = origin
+
+    def render(self, request: Request) -> int:
+        """
+        Forward C{request} to the backend and relay the answer.
+        """
+        content = request.content
+        body = b""
+        if content is not None:
+            content.seek(0)
+            body = content.read()
+        headers = Headers()
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() not in _NOT_FORWARDED:
+                headers.setRawHeaders(name, values)
+        request.defaultContentType = None
+        state = _State()
+        d = HTTPClient(self._agent).request(
+            request.method.decode("ascii"),
+            self._origin + request.uri.decode("ascii"),
+            headers=headers,
+            data=body or None,
+            unbuffered=True,
+            allow_redirects=False,
+        )
+
+        def clientGone(reason: Failure) -> None:
+            state.clientGone = True
+            d.cancel()
+
+        def gotResponse(response: IResponse) -> None:
+            request.setResponseCode(response.code, response.phrase)
+            target = request.responseHeaders
+            target.removeHeader(b"server")
+            for name, values in response.headers.getAllRawHeaders():
+                if name.lower() in _HOP_BY_HOP:
+                    continue
+                values = [value for value in values if value]
+                if values:
+                    target.setRawHeaders(name, values)
+            request.write(b"")
+            response.deliverBody(_Relay(request, state))
+
+        def failed(reason: Failure) -> None:
+            if state.clientGone:
+                return
+            request.setResponseCode(502)
+            request.finish()
+
+        request.notifyFinish().addErrback(clientGone)
+        d.addCallbacks(gotResponse, failed)
+        return NOT_DONE_YET
+
+
+class QuietSite(Site):
+    """
+    A L{Site} set up like llmux's: no access log, no start/stop chatter, and
+    no parsing of form bodies into C{request.args} (which would run every
+    C{Content-Type} through the C{email} package, about 40 us a request).
+    """
+
+    noisy = False
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource, parsePOSTFormSubmission=False)
+
+    def log(self, request: Request) -> None:
+        pass
+
+
+def main() -> None:
+    """
+    Serve the minimal proxy until interrupted.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--backend-port", type=int, required=True)
+    options = parser.parse_args()
+    pool = _QuietPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 64
+    pool.cachedConnectionTimeout = 4
+    origin = f"http://127.0.0.1:{options.backend_port}"
+    site = QuietSite(MinimalProxy(Agent(reactor, pool=pool), origin))
+    reactor.listenTCP(options.port, site, interface="127.0.0.1")
+    print(f"treq proxy on {options.port} -> {origin}", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()

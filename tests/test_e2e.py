@@ -130,6 +130,24 @@ class Harness:
         result: dict[str, Any] = await response.json()
         return result
 
+    async def stream(self, base: str, model: str) -> StreamCollector:
+        """
+        Start a streaming chat completion with C{model}; return its collector
+        once the first chunk has arrived.
+        """
+        response = await self.post(
+            base + "/v1/chat/completions",
+            {
+                "model": model,
+                "stream": True,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+        collector = StreamCollector()
+        response.deliverBody(collector)
+        await self.until(lambda: len(collector.chunks) >= 1)
+        return collector
+
     async def until(self, condition: Any, timeout: float = 10) -> None:
         """
         Wait, polling, until C{condition()} is true.
@@ -552,17 +570,7 @@ class DrainTests(TestCase):
         backends = DemoBackends(self, h)
         models = {"A": backends.model("A"), "B": backends.model("B")}
         base = h.start(models)
-        response = await h.post(
-            base + "/v1/chat/completions",
-            {
-                "model": "A",
-                "stream": True,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        )
-        collector = StreamCollector()
-        response.deliverBody(collector)
-        await h.until(lambda: len(collector.chunks) >= 1)
+        collector = await h.stream(base, "A")
         other = Deferred.fromCoroutine(h.chat(base, "B"))
         await collector.done
         self.assertTrue(collector.complete, collector.reason)
@@ -582,17 +590,7 @@ class DrainTests(TestCase):
                 "B": h.recordingModel(h.backend("B")),
             }
         )
-        response = await h.post(
-            base + "/v1/chat/completions",
-            {
-                "model": "A",
-                "stream": True,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        )
-        collector = StreamCollector()
-        response.deliverBody(collector)
-        await h.until(lambda: len(collector.chunks) >= 1)
+        collector = await h.stream(base, "A")
         other = Deferred.fromCoroutine(h.chat(base, "B"))
         await deferLater(reactor, 0.2)
         self.assertEqual(h.hooks(), ["wake A"], "A is drained while the stream runs")

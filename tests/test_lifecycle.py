@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from llmux.switcher import Active, Idle
 
-from .test_e2e import DemoBackends, Harness, StreamCollector, errorOf, llmuxError
+from .test_e2e import DemoBackends, Harness, errorOf, llmuxError
 
 
 class AdoptionTests(TestCase):
@@ -90,17 +90,7 @@ class ShutdownTests(TestCase):
         }
         base = h.start(models, {"sleep_on_shutdown": True, "adopt_running": False})
         assert h.service is not None
-        response = await h.post(
-            base + "/v1/chat/completions",
-            {
-                "model": "A",
-                "stream": True,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        )
-        collector = StreamCollector()
-        response.deliverBody(collector)
-        await h.until(lambda: len(collector.chunks) >= 1)
+        collector = await h.stream(base, "A")
         queued = Deferred.fromCoroutine(
             h.post(base + "/v1/completions", {"model": "B"})
         )

@@ -287,15 +287,24 @@ class Processes:
 # -- llmux ---------------------------------------------------------------------
 
 
-def llmuxCommand(source: Path, configPath: Path, port: int) -> tuple[list[str], dict]:
+def sourceEnvironment(source: Path) -> dict:
     """
-    The command line and environment that run llmux through its console
-    script entry point, from the source tree C{source}.
+    An environment whose Python imports llmux from the source tree
+    C{source} first.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(source)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     )
+    return env
+
+
+def llmuxCommand(source: Path, configPath: Path, port: int) -> tuple[list[str], dict]:
+    """
+    The command line and environment that run llmux through its console
+    script entry point, from the source tree C{source}.
+    """
+    env = sourceEnvironment(source)
     argv = [
         sys.executable,
         "-c",
@@ -1207,7 +1216,8 @@ def startTargets(
                 "--backend-port",
                 str(backendPort),
             ]
-            process = processes.start(name, argv, cpu)
+            # The treq baseline sends through llmux's own backend client.
+            process = processes.start(name, argv, cpu, sourceEnvironment(source))
         elif name == "nginx":
             prefix = workdir / "nginx"
             prefix.mkdir()

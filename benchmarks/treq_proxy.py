@@ -5,14 +5,18 @@ It is built the way llmux's proxy leaf is (see C{src/llmux/web/proxy.py}), minus
 llmux's own logic: a twisted.web L{Site} without an access log whose root is
 one leaf; for each request it reads the body, drops the hop-by-hop and
 C{Host}/C{Content-Length}/C{Accept-Encoding} headers, sends the request with
-treq (C{unbuffered=True}, C{allow_redirects=False}) through an L{Agent} on a
-persistent L{HTTPConnectionPool} with llmux's settings, copies the response
-status and headers, and relays the body chunk by chunk with the backend
-connection registered as the producer (backpressure and disconnect
-propagation). What it does not do, and llmux does: find the model in the
-JSON body, route on it, take and release a switcher slot, map errors to
-JSON answers. Its L{Site} has llmux's settings (no access log, no form
-parsing).
+treq (C{unbuffered=True}, C{allow_redirects=False}) through llmux's own
+backend client (L{llmux.web.client}: the same pool, endpoints and body
+producer), copies the response status and headers, and relays the body chunk
+by chunk with the backend connection registered as the producer
+(backpressure and disconnect propagation). Like llmux, it freezes its
+start-up heap out of the garbage collector's sight. What it does not do, and
+llmux does: find the model in the JSON body, route on it, take and release a
+switcher slot, count and time requests, map errors to JSON answers. Its
+L{Site} has llmux's settings (no access log, no form parsing). So the ratio
+of the two is the cost of llmux's own logic.
+
+The harness runs it with the llmux source tree first on C{PYTHONPATH}.
 
 Run::
 
@@ -22,23 +26,20 @@ Run::
 from __future__ import annotations
 
 import argparse
+import gc
 
-from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    Agent,
-    HTTPConnectionPool,
-    ResponseDone,
-    _HTTP11ClientFactory,
-)
+from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IAgent, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from llmux.web.client import backendAgent, backendClient
 
 __all__ = ["MinimalProxy", "main"]
 
@@ -56,22 +57,6 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED = _HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding"}
-
-
-class _QuietFactory(_HTTP11ClientFactory):
-    """
-    The pool's connection factory, without start/stop log lines.
-    """
-
-    noisy = False
-
-
-class _QuietPool(HTTPConnectionPool):
-    """
-    A connection pool whose connections do not log, like llmux's.
-    """
-
-    _factory = _QuietFactory
 
 
 class _Relay(Protocol):
@@ -115,7 +100,7 @@ class MinimalProxy(Resource):
 
     isLeaf = True
 
-    def __init__(self, agent: Agent, origin: str) -> None:
+    def __init__(self, agent: IAgent, origin: str) -> None:
         super().__init__()
         self._agent = agent
         self._origin = origin
@@ -135,7 +120,7 @@ class MinimalProxy(Resource):
                 headers.setRawHeaders(name, values)
         request.defaultContentType = None
         state = _State()
-        d = HTTPClient(self._agent).request(
+        d = backendClient(self._agent).request(
             request.method.decode("ascii"),
             self._origin + request.uri.decode("ascii"),
             headers=headers,
@@ -196,12 +181,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backend-port", type=int, required=True)
     options = parser.parse_args()
-    pool = _QuietPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = 64
-    pool.cachedConnectionTimeout = 4
+    agent, _ = backendAgent(reactor)
     origin = f"http://127.0.0.1:{options.backend_port}"
-    site = QuietSite(MinimalProxy(Agent(reactor, pool=pool), origin))
+    site = QuietSite(MinimalProxy(agent, origin))
     reactor.listenTCP(options.port, site, interface="127.0.0.1")
+    gc.collect()
+    gc.freeze()
     print(f"treq proxy on {options.port} -> {origin}", flush=True)
     reactor.run()
 

@@ -180,5 +180,10 @@ def makeService(options: Options) -> IService:
     from .service import makeLlmuxService
 
     return makeLlmuxService(
-        options.config, options.policy, options.listen, reactor, options.logObserver
+        options.config,
+        options.policy,
+        options.listen,
+        reactor,
+        options.logObserver,
+        freezeHeap=True,
     )

@@ -31,7 +31,6 @@ from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import attrs
-from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -55,6 +54,7 @@ from llmux.config import Config
 from llmux.interfaces import ISlot, ISwitcher
 from llmux.logs import observer
 from llmux.metrics import NO_MODEL_LABEL, UNKNOWN_MODEL_LABEL, Metrics
+from llmux.web.client import backendClient
 from llmux.web.errors import (
     BODY_UNREADABLE,
     INTERNAL_ERROR,
@@ -364,7 +364,7 @@ class _Exchange:
             self.upstreamTimer = self.clock.callLater(
                 self.upstreamTimeout, self.upstreamTimedOut
             )
-        self.waiting = responding = HTTPClient(self.agent).request(
+        self.waiting = responding = backendClient(self.agent).request(
             request.method.decode("ascii"),
             self.origin + _requestTarget(request.uri),
             headers=forwardedRequestHeaders(request.requestHeaders),

@@ -5,6 +5,7 @@ request bodies.
 
 from __future__ import annotations
 
+from treq.testing import RequestTraversalAgent
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -16,7 +17,6 @@ from twisted.web.client import URI
 from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
 from twisted.web.server import Request
-from treq.testing import RequestTraversalAgent
 from zope.interface.verify import verifyObject
 
 from llmux.web.client import (

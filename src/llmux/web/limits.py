@@ -88,6 +88,18 @@ class RequestLimits:
     bodyTimeoutSecs: float | None = DEFAULT_BODY_TIMEOUT_SECS
 
 
+_DEFAULT_LIMITS = RequestLimits()
+
+
+def _siteLimits(channel: HTTPChannel) -> RequestLimits:
+    """
+    The limits of the site C{channel} belongs to, or the defaults (a channel
+    built by a plain L{twisted.web.server.Site}, or none, has no limits).
+    """
+    limits = getattr(getattr(channel, "site", None), "limits", None)
+    return limits if isinstance(limits, RequestLimits) else _DEFAULT_LIMITS
+
+
 class LlmuxChannel(HTTPChannel):
     """
     An L{HTTPChannel} that times the arrival of each request, answers in
@@ -111,8 +123,7 @@ class LlmuxChannel(HTTPChannel):
         """
         The site's limits, or the defaults.
         """
-        limits = getattr(getattr(self, "site", None), "limits", None)
-        return limits if isinstance(limits, RequestLimits) else RequestLimits()
+        return _siteLimits(self)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -272,13 +283,7 @@ class LlmuxRequest(Request):
     def __init__(self, channel: HTTPChannel, *args: Any, **kwargs: Any) -> None:
         super().__init__(channel, *args, **kwargs)
         self.arrived = monotonic()
-        site = getattr(channel, "site", None)
-        limits = getattr(site, "limits", None)
-        self._maxBodyBytes = (
-            limits.maxBodyBytes
-            if isinstance(limits, RequestLimits)
-            else RequestLimits().maxBodyBytes
-        )
+        self._maxBodyBytes = _siteLimits(channel).maxBodyBytes
         self._bodyBytes = 0
         self._refused = False
 

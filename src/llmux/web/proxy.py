@@ -419,19 +419,20 @@ class _Exchange:
         self.waiting = None
         self.disarmUpstreamTimer()
         request = self.request
+        # treq's response proxies every attribute read: read each once.
+        code, length = response.code, response.length
         try:
-            request.setResponseCode(response.code, response.phrase)
+            request.setResponseCode(code, response.phrase)
             headers = request.responseHeaders
             headers.removeHeader(b"server")
             copyResponseHeaders(response.headers, headers)
-            length = response.length
             if (
                 isinstance(length, int)
                 and request.method != b"HEAD"
-                and response.code not in NO_BODY_CODES
+                and code not in NO_BODY_CODES
             ):
                 headers.setRawHeaders(b"content-length", [b"%d" % (length,)])
-            self.answered(response.code)
+            self.answered(code)
             request.write(b"")
         except BaseException:
             response.deliverBody(_Discard())

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import stat
+import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -338,6 +339,26 @@ class HookRunnerTests(TestCase):
         self.assertEqual(result.stdout, b"started\n")
         await self.assertGone(grandchild)
 
+    async def test_timeoutEndsEscapedPipeHolder(self) -> None:
+        """
+        A background process that left the hook's process group but holds
+        its pipes does not keep the hook from ending: after SIGKILL, llmux
+        closes the pipes and the hook ends as timed out.
+        """
+        escape = (
+            "import os, time; os.setsid();"
+            " open('escaped.pid', 'w').write(str(os.getpid())); time.sleep(30)"
+        )
+        script = (
+            f'{sys.executable} -c "{escape}" &\n'
+            "while [ ! -s escaped.pid ]; do sleep 0.01; done\n"
+            "sleep 30\n"
+        )
+        result = await self.runHook(script, timeouts={"wake": 1}, killGraceSecs=0.2)
+        self.readPid("escaped.pid")
+        self.assertTrue(result.timedOut)
+        self.assertLess(result.durationSecs, 5)
+
     async def test_sigtermIgnored(self) -> None:
         """
         A hook that ignores SIGTERM is SIGKILLed once the grace period is over.
@@ -418,6 +439,18 @@ class HookRunnerTests(TestCase):
         [output] = self.eventsNamed("hook_output")
         self.assertEqual(output["log_level"].name, "debug")
         self.assertEqual(output["stdout"], "hello\n")
+
+    async def test_logAliveCompletedAtDebug(self) -> None:
+        """
+        A successful C{alive} hook, which a healthy model runs every
+        C{alive_interval_secs}, logs C{hook_completed} at debug level only.
+        """
+        setVerbose(True)
+        self.addCleanup(setVerbose, False)
+        result = await self.runHook("true", hook="alive")
+        self.assertTrue(result.succeeded)
+        [event] = self.eventsNamed("hook_completed")
+        self.assertEqual(event["log_level"].name, "debug")
 
     async def test_logFailed(self) -> None:
         """

@@ -261,6 +261,7 @@ class ShutdownTests(SynchronousTestCase):
         the model is left awake.
         """
         h = harness()
+        events = CapturedEvents(self)
         h.activate("A")
         done = h.switcher.shutdown(5, sleepAwake=False)
         h.clock.advance(4.9)
@@ -268,4 +269,21 @@ class ShutdownTests(SynchronousTestCase):
         h.clock.advance(0.1)
         self.successResultOf(done)
         self.assertEqual(h.hooks.log(), [("A", "wake")])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+        [timedOut] = events.named("shutdown_timeout")
+        self.assertEqual(timedOut["timeout_secs"], 5)
+
+    def test_shutdownInTime(self) -> None:
+        """
+        A shutdown whose requests finish in time reports no timeout and
+        leaves no timer behind.
+        """
+        h = harness()
+        events = CapturedEvents(self)
+        slot = h.activate("A")
+        done = h.switcher.shutdown(5, sleepAwake=False)
+        h.clock.advance(1)
+        slot.release()
+        self.successResultOf(done)
+        self.assertEqual(events.named("shutdown_timeout"), [])
         self.assertEqual(h.clock.getDelayedCalls(), [])

@@ -488,10 +488,12 @@ class CommandLineLogTests(TestCase):
         self.assertEqual(
             events,
             [
+                ("listening", None),
                 ("hook_failed", "alive"),
                 ("switch_started", None),
                 ("hook_completed", "wake"),
                 ("model_activated", None),
+                ("backend_failed", None),
                 ("shutdown_started", None),
             ],
         )

@@ -39,6 +39,8 @@ from llmux.web.proxy import ProxyResource
 from llmux.web.resource import LlmuxSite, makeSite
 from tests.test_web_proxy import ProxyTestCase, reactor
 
+from .test_switcher import CapturedEvents
+
 LIMIT = 1000
 TIMEOUT = 10.0
 
@@ -221,10 +223,16 @@ class BodySizeTests(ChannelTestCase):
         before any body byte; the sending side closes and, after the linger
         time, the connection.
         """
+        events = CapturedEvents(self)
         channel, transport = self.connect()
         channel.dataReceived(head(headers={b"Content-Length": b"%d" % (LIMIT + 1,)}))
         self.assertRefused(
             transport, 413, f"Request body too large: limit is {LIMIT} bytes"
+        )
+        [refused] = events.named("request_refused")
+        peer = transport.getPeer()
+        self.assertEqual(
+            (refused["peer"], refused["status"]), (f"{peer.host}:{peer.port}", 413)
         )
         assert isinstance(transport, TCPStringTransport)
         self.assertTrue(transport.writeClosed)

@@ -57,6 +57,8 @@ from llmux.web.errors import backendErrorMessage, errorBody, statusForError
 from llmux.web.proxy import ProxyResource
 from llmux.web.resource import makeSite
 
+from .test_switcher import CapturedEvents
+
 reactor: Any = _reactor
 assert IReactorTCP.providedBy(reactor) and IReactorCore.providedBy(reactor)
 
@@ -729,12 +731,16 @@ class ErrorTests(ProxyTestCase):
         """
         A backend that refuses the connection: 502, and the slot is released.
         """
+        events = CapturedEvents(self)
         response = await self.post("/v1/x", "ghost")
         code, body, contentTypes = await self.errorOf(response)
         self.assertEqual((code, contentTypes), (502, [b"application/json"]))
         message = json.loads(body)["error"]["message"]
         self.assertTrue(message.startswith("Backend error: "), message)
         self.assertIn("refused", message)
+        [failed] = events.named("backend_failed")
+        self.assertEqual(failed["model"], "ghost")
+        self.assertEqual("Backend error: " + failed["reason"], message)
         [slot] = self.switcher.slots
         await slot.released
 

@@ -18,7 +18,9 @@ stdout or stderr open, such as::
 
 therefore does not end when C{sh} exits: it ends when the background process
 closes those pipes, or when the hook's timeout kills the whole process group
-(background process included). Start long-running servers with their output
+(background process included). A background process that escaped the group
+(with C{setsid}) survives the timeout, but llmux then closes its ends of the
+pipes, so the hook still ends. Start long-running servers with their output
 redirected instead::
 
     nohup vllm serve my-model >server.log 2>&1 &
@@ -170,9 +172,20 @@ class _HookProtocol(ProcessProtocol):
         """
         self.timedOut = True
         self._signal(signal.SIGTERM)
-        self._timer = self._clock.callLater(
-            self._killGraceSecs, self._signal, signal.SIGKILL
-        )
+        self._timer = self._clock.callLater(self._killGraceSecs, self._kill)
+
+    def _kill(self) -> None:
+        """
+        Kill the hook's process group, and close llmux's ends of its pipes.
+
+        A process that left the group (it started a session of its own) but
+        still holds the hook's stdout or stderr would otherwise keep the hook
+        from ending at all: Twisted waits for every pipe to close.
+        """
+        self._timer = None
+        self._signal(signal.SIGKILL)
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def _signal(self, signum: int) -> None:
         """
@@ -333,7 +346,10 @@ class HookRunner:
                 stderr=stderr,
             )
         if result.succeeded:
-            self.log.info(
+            # A healthy model's alive hook succeeds every alive_interval_secs:
+            # worth seeing with --verbose, not in every log.
+            self.log.emit(
+                LogLevel.debug if result.hook == "alive" else LogLevel.info,
                 "{model}: {hook} hook completed in {duration_secs:.2f}s",
                 event="hook_completed",
                 model=result.model,

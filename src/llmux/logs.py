@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import IO, Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -31,7 +32,14 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-__all__ = ["JSONLinesObserver", "eventAsDict", "makeObserver", "observer", "setVerbose"]
+__all__ = [
+    "JSONLinesObserver",
+    "addressText",
+    "eventAsDict",
+    "makeObserver",
+    "observer",
+    "setVerbose",
+]
 
 _levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
 
@@ -47,6 +55,16 @@ def setVerbose(verbose: bool) -> None:
     Let debug events through (C{True}) or only info and above (C{False}).
     """
     _levels.setLogLevelForNamespace("", LogLevel.debug if verbose else LogLevel.info)
+
+
+def addressText(address: object) -> str:
+    """
+    An address as a log line shows it: C{host:port} for TCP, C{str()} of
+    anything else (a UNIX socket's path, say).
+    """
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return f"{address.host}:{address.port}"
+    return str(address)
 
 
 def eventAsDict(event: LogEvent) -> dict[str, Any]:

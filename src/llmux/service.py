@@ -10,7 +10,6 @@ import gc
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
@@ -24,7 +23,7 @@ from .config import Config
 from .hooks import HookRunner
 from .interfaces import ISwitchPolicy
 from .liveness import Liveness
-from .logs import observer
+from .logs import addressText, observer
 from .metrics import Metrics
 from .switcher import Switcher
 from .web.client import backendAgent
@@ -97,12 +96,11 @@ class LlmuxService(Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
-        host = port.getHost()
-        if isinstance(host, (IPv4Address, IPv6Address)):
-            address = f"{host.host}:{host.port}"
-        else:
-            address = str(host)
-        self.log.info("llmux listening on {address}", address=address)
+        self.log.info(
+            "llmux listening on {address}",
+            event="listening",
+            address=addressText(port.getHost()),
+        )
 
     def stopService(self) -> Deferred[None]:
         if not self.running:

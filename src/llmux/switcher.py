@@ -656,15 +656,20 @@ class Switcher:
             self._failWaiters(
                 model, ModelNotReady(model.name, "llmux is shutting down")
             )
+        # The lock is taken for good: a switch under way may finish, none
+        # may start after shutdown.
         everything: Deferred[Any] = DeferredList(
             [self._drained(model) for model in self._models.values()]
             + [self._lock.acquire()],
             consumeErrors=True,
         )
-        everything.addTimeout(timeoutSecs, self._clock)
-        try:
-            await everything
-        except TimeoutError:
+        # Not addTimeout: a cancelled DeferredList fires with its (failed)
+        # results, not with a failure, so the timeout would go unnoticed.
+        giveUp = self._clock.callLater(timeoutSecs, everything.cancel)
+        await everything
+        if giveUp.active():
+            giveUp.cancel()
+        else:
             self.log.warn(
                 "shutdown: gave up waiting after {timeout_secs}s",
                 event="shutdown_timeout",

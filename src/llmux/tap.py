@@ -73,7 +73,11 @@ class Options(usage.Options):
         ["log-file", None, None, "Write the log to this file instead of stdout."],
     ]
     optFlags = [
-        ["verbose", "v", "Log debug detail: hook output, every request."],
+        [
+            "verbose",
+            "v",
+            "Log debug detail: hook output, healthy alive checks, skipped switches.",
+        ],
     ]
 
     config: Config

@@ -43,7 +43,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 
 from llmux.config import DEFAULT_MAX_BODY_BYTES
-from llmux.logs import observer
+from llmux.logs import addressText, observer
 from llmux.metrics import NO_MODEL_LABEL, Metrics
 from llmux.web.errors import (
     INTERNAL_ERROR,
@@ -184,7 +184,8 @@ class LlmuxChannel(HTTPChannel):
         self._cancelDeadline()
         _log.info(
             "Refused a request from {peer}: {status} {message}",
-            peer=str(transport.getPeer()),
+            event="request_refused",
+            peer=addressText(transport.getPeer()),
             status=status,
             message=message,
         )

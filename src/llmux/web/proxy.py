@@ -457,6 +457,7 @@ class _Exchange:
             message = backendTimeoutMessage(self.upstreamTimeout)
             _log.warn(
                 "Backend of {model} sent no response within {timeout}s",
+                event="backend_timeout",
                 model=self.model,
                 timeout=self.upstreamTimeout,
             )
@@ -466,15 +467,15 @@ class _Exchange:
             return None
         if not failure.check(*_BACKEND_FAILURES):
             return failure
-        message = backendErrorMessage(failure)
         _log.warn(
-            "Backend of {model} failed before answering: {message}",
+            "Backend of {model} failed before answering: {reason}",
+            event="backend_failed",
             model=self.model,
-            message=message,
+            reason=describeBackendFailure(failure),
         )
         self.metrics.backendFailed(self.metricModel)
         self.answered(502)
-        writeError(self.request, 502, message)
+        writeError(self.request, 502, backendErrorMessage(failure))
         self.end()
         return None
 
@@ -493,6 +494,7 @@ class _Exchange:
             else:
                 _log.warn(
                     "Backend of {model} failed mid-response: {reason}",
+                    event="backend_cut_off",
                     model=self.model,
                     reason=describeBackendFailure(reason),
                 )

@@ -152,6 +152,16 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(self.fails("-p", "x").count("\n"), 1)
 
+    def test_synopsis(self) -> None:
+        """
+        The help's first line names the command the user ran: C{llmux}, or
+        twistd's form under C{twistd llmux}.
+        """
+        self.patch(sys, "argv", ["/usr/local/bin/llmux", "--help"])
+        self.assertEqual(Options().getSynopsis(), "Usage: llmux [options]")
+        self.patch(sys, "argv", ["/usr/local/bin/twistd", "llmux", "--help"])
+        self.assertNotIn("Usage: llmux", Options().getSynopsis())
+
     def test_version(self) -> None:
         """
         --version prints llmux's version.

@@ -9,6 +9,7 @@ reported as one line before the reactor starts.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -79,6 +80,16 @@ class Options(usage.Options):
             "Log debug detail: hook output, healthy alive checks, skipped switches.",
         ],
     ]
+
+    def getSynopsis(self) -> str:
+        """
+        C{Usage: llmux [options]} when run as the C{llmux} console script,
+        which hides the twistd command line it builds; twistd's own form
+        under C{twistd llmux}.
+        """
+        if os.path.basename(sys.argv[0]) == "llmux":
+            return f"Usage: llmux {self.synopsis}"
+        return super().getSynopsis()
 
     config: Config
     policy: ISwitchPolicy

@@ -1,0 +1,186 @@
+"""
+How much Python work llmux does per request, next to the minimal treq proxy:
+a deterministic measure, where CPU time on a shared machine moves by 10-20%.
+
+Both proxies serve the same keep-alive requests over in-memory transports,
+in this process, in front of one fake agent that answers at once, so no
+socket, no other process and no clock is involved. The profiler counts the
+Python function calls each request makes; the difference between the two is
+llmux's own logic (routing on the JSON body, the switcher's slot, metrics,
+request limits, timers). Run from a checkout::
+
+    PYTHONPATH=src python benchmarks/calls.py
+
+It prints calls per request for each proxy and the functions whose call
+counts differ most.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.server import Site
+from zope.interface import implementer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import treq_proxy  # noqa: E402
+
+REQUESTS = 2000
+CONNECTIONS = 64
+BODY = b'{"model":"bench","messages":[{"role":"user","content":"Say hello."}]}'
+REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(BODY), BODY)
+)
+ANSWER = b'{"choices":[{"message":{"role":"assistant","content":"Hello."}}]}'
+
+
+@implementer(IResponse)
+class _Answer:
+    """
+    A backend's 200 with a JSON body, delivered as soon as it is asked for.
+    """
+
+    version = (b"HTTP", 1, 1)
+    code = 200
+    phrase = b"OK"
+    length = len(ANSWER)
+    request = None
+    previousResponse = None
+
+    def __init__(self) -> None:
+        self.headers = Headers({b"content-type": [b"application/json"]})
+
+    def deliverBody(self, protocol: Any) -> None:
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(ANSWER)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+    def setPreviousResponse(self, response: IResponse) -> None:
+        pass
+
+
+@implementer(IAgent)
+class _InstantAgent:
+    """
+    An agent whose backend takes the body and answers at once.
+    """
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[IResponse]:
+        if bodyProducer is not None:
+            bodyProducer.startProducing(StringTransport())
+        return succeed(_Answer())
+
+
+def llmuxSite(agent: IAgent) -> Site:
+    """
+    llmux's site with one model, adopted as awake (no hook runs).
+    """
+    from llmux.config import parseConfig
+    from llmux.metrics import Metrics
+    from llmux.policies import buildPolicy
+    from llmux.switcher import Switcher
+    from llmux.testing.hooks import FakeHookRunner
+    from llmux.web.resource import buildRoot, makeSite
+
+    hooks = {"port": 9, "wake": "true", "sleep": "true", "alive": "true"}
+    config = parseConfig({"models": {"bench": hooks}})
+    metrics = Metrics()
+    policy = buildPolicy("fifo", config.policy)
+    switcher = Switcher(config, policy, FakeHookRunner(reactor), reactor, metrics)
+    metrics.watch(switcher)
+    switcher.start()
+    switcher.adopt("bench")
+    root = buildRoot(switcher, config, agent, metrics, reactor)
+    return makeSite(root, metrics=metrics, clock=reactor)
+
+
+def treqSite(agent: IAgent) -> Site:
+    """
+    The minimal treq proxy's site.
+    """
+    return treq_proxy.QuietSite(treq_proxy.MinimalProxy(agent, "http://127.0.0.1:9"))
+
+
+def serve(site: Site, requests: int) -> None:
+    """
+    Send C{requests} requests over L{CONNECTIONS} keep-alive connections,
+    letting the reactor's timers run between rounds as it would.
+    """
+    connections = []
+    for i in range(CONNECTIONS):
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 10000 + i))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        connections.append((channel, transport))
+    for i in range(requests):
+        channel, transport = connections[i % CONNECTIONS]
+        channel.dataReceived(REQUEST)
+        if i % CONNECTIONS == CONNECTIONS - 1:
+            reactor.runUntilCurrent()
+            answer = transport.value()
+            assert answer.startswith(b"HTTP/1.1 200 ") and ANSWER in answer, answer
+            transport.clear()
+    for channel, _ in connections:
+        channel.connectionLost(Failure(ResponseDone()))
+
+
+def callsPerFunction(makeSite: Callable[[IAgent], Site]) -> tuple[float, Counter[str]]:
+    """
+    Calls per request, in total and by function, once warmed up.
+    """
+    site = makeSite(_InstantAgent())
+    serve(site, REQUESTS)
+    profile = cProfile.Profile()
+    profile.enable()
+    serve(site, REQUESTS)
+    profile.disable()
+    stats = pstats.Stats(profile)
+    byFunction: Counter[str] = Counter()
+    for (path, _, name), row in stats.stats.items():  # type: ignore[attr-defined]
+        byFunction[f"{Path(path).name}:{name}"] += row[0]
+    return stats.total_calls / REQUESTS, byFunction  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    """
+    Print calls per request for both proxies, and where they differ.
+    """
+    treqCalls, treqByFunction = callsPerFunction(treqSite)
+    llmuxCalls, llmuxByFunction = callsPerFunction(llmuxSite)
+    print(f"minimal treq proxy: {treqCalls:.0f} Python calls per request")
+    print(
+        f"llmux:              {llmuxCalls:.0f} Python calls per request"
+        f" ({llmuxCalls / treqCalls:.2f}x)"
+    )
+    print("\ncalls per request, llmux minus the minimal proxy, largest first:")
+    difference = Counter(llmuxByFunction)
+    difference.subtract(treqByFunction)
+    for function, calls in difference.most_common(20):
+        print(f"  {calls / REQUESTS:+6.1f}  {function}")
+
+
+if __name__ == "__main__":
+    main()

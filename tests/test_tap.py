@@ -152,6 +152,19 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(self.fails("-p", "x").count("\n"), 1)
 
+    def test_serviceFreezesStartupHeap(self) -> None:
+        """
+        The service twistd runs freezes its start-up heap when it starts
+        (test processes building services themselves do not).
+        """
+        from llmux.service import LlmuxService
+        from llmux.tap import makeService
+
+        options = self.parse("-c", writeConfig(self), "--policy", "round_robin")
+        service = makeService(options)
+        assert isinstance(service, LlmuxService)
+        self.assertTrue(service.freezeHeap)
+
     def test_synopsis(self) -> None:
         """
         The help's first line names the command the user ran: C{llmux}, or

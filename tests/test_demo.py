@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -22,37 +21,12 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from llmux.config import loadConfig
 
+from .helpers import freePort, isRunning
+
 DEMO = FilePath(__file__).parent().sibling("examples").child("demo")
 HOOKS = DEMO.child("hooks")
 SRC = FilePath(__file__).parent().sibling("src").path
 MODEL = "demo-model"
-
-
-def freePort() -> int:
-    """
-    A TCP port on 127.0.0.1 that was free a moment ago.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def isRunning(pid: int) -> bool:
-    """
-    Whether process C{pid} exists and is not a zombie (an orphan killed in a
-    container whose init never reaps it lingers as one).
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except OSError:
-        return True
-    return state not in ("Z", "X")
 
 
 class HangUp(Protocol):

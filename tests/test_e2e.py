@@ -35,6 +35,8 @@ from llmux.service import LlmuxService, makeLlmuxService
 from llmux.switcher import Active
 from llmux.testing.fakebackend import makeSite
 
+from .helpers import freePort
+
 ROOT = FilePath(__file__).parent().parent()
 DEMO_HOOKS = ROOT.descendant(["examples", "demo", "hooks"])
 
@@ -475,16 +477,6 @@ class ErrorTests(TestCase):
         self.assertEqual((status, contentType), (502, b"application/json"))
         self.assertTrue(body["error"]["message"].startswith("Backend error: "))
         self.assertEqual(body["error"]["type"], "llmux_error")
-
-
-def freePort() -> int:
-    """
-    A loopback port with nothing listening on it.
-    """
-    port = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
-    number: int = port.getHost().port
-    port.stopListening()
-    return number
 
 
 class _NoFactory:

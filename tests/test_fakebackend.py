@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 from collections.abc import Callable
 from itertools import pairwise
@@ -40,6 +39,8 @@ from twisted.web.iweb import IResponse
 from twisted.web.server import Site
 
 from llmux.testing.fakebackend import FakeBackend, main, makeSite
+
+from .helpers import freePort
 
 try:
     import openai
@@ -153,16 +154,6 @@ class ByteCounter(Protocol):
         Fire L{finished} with why the body ended (an exception).
         """
         self.finished.callback(reason.value)
-
-
-def freePort() -> int:
-    """
-    A TCP port on 127.0.0.1 that was free a moment ago.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def subprocessEnv() -> dict[str, str]:

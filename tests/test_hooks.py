@@ -28,24 +28,7 @@ from llmux.hooks import HookRunner, _Tail
 from llmux.interfaces import HookResult, IHookRunner
 from llmux.logs import setVerbose
 
-
-def _isRunning(pid: int) -> bool:
-    """
-    Whether process C{pid} exists and is not a zombie.
-
-    An orphaned grandchild is reaped by init, which in some containers never
-    happens: a killed one then lingers as a zombie, which is dead all the same.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-    except OSError:
-        return True
-    return state not in ("Z", "X")
+from .helpers import isRunning
 
 
 class _SplitReactor:
@@ -168,7 +151,7 @@ class HookRunnerTests(TestCase):
         """
         SIGKILL C{pid} if it is still running.
         """
-        if _isRunning(pid):
+        if isRunning(pid):
             os.kill(pid, signal.SIGKILL)
 
     async def assertGone(self, pid: int, limit: float = 3.0) -> None:
@@ -176,7 +159,7 @@ class HookRunnerTests(TestCase):
         Wait, up to C{limit} seconds, for process C{pid} to be dead.
         """
         deadline = reactor.seconds() + limit
-        while _isRunning(pid):
+        while isRunning(pid):
             if reactor.seconds() > deadline:
                 self.fail(f"process {pid} still running after {limit}s")
             await deferLater(reactor, 0.02, lambda: None)
@@ -380,7 +363,7 @@ class HookRunnerTests(TestCase):
         server = self.readPid("server.pid")
         self.assertTrue(result.succeeded)
         self.assertLess(result.durationSecs, 5)
-        self.assertTrue(_isRunning(server))
+        self.assertTrue(isRunning(server))
 
     async def test_missingDirectory(self) -> None:
         """

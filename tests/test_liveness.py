@@ -8,41 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from llmux.errors import ModelNotReady
-from llmux.interfaces import HookResult
 from llmux.liveness import Liveness
-from llmux.switcher import Active, Idle
+from llmux.switcher import Active, Idle, _Unobserved
 
 from .test_switcher import CapturedEvents, Harness
 
 
-@attrs.define
-class CountingObserver:
+class CountingObserver(_Unobserved):
     """
-    Records the switcher's observer calls this module cares about.
+    Records the switcher's observer calls this module cares about: deaths.
     """
 
-    deaths: list[str] = attrs.field(factory=list)
-
-    def switched(
-        self, from_: str | None, to: str, succeeded: bool, durationSecs: float
-    ) -> None:
-        pass
-
-    def drained(self, from_: str, to: str, durationSecs: float) -> None:
-        pass
-
-    def deactivated(self, model: str, activeSecs: float) -> None:
-        pass
-
-    def waited(self, model: str, waitSecs: float) -> None:
-        pass
-
-    def hookRan(self, result: HookResult) -> None:
-        pass
+    def __init__(self) -> None:
+        self.deaths: list[str] = []
 
     def died(self, model: str) -> None:
         self.deaths.append(model)

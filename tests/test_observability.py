@@ -29,7 +29,8 @@ from llmux.logs import JSONLinesObserver
 from llmux.switcher import Idle
 from llmux.tap import Options
 
-from .test_e2e import ROOT, Harness, freePort
+from .helpers import freePort
+from .test_e2e import ROOT, Harness
 from .test_tap import writeConfig
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -237,11 +237,7 @@ class ProxyResource(Resource):
         try:
             return self._render(request)
         except Exception:
-            _log.failure(
-                "Proxying {method} {uri} failed",
-                method=_text(request.method),
-                uri=_text(request.uri),
-            )
+            _logFailure("Proxying", request)
             if request.startedWriting:
                 request.loseConnection()
                 return NOT_DONE_YET
@@ -293,11 +289,17 @@ class ProxyResource(Resource):
         return renderError(request, status, message)
 
 
-def _text(raw: bytes) -> str:
+def _logFailure(doing: str, request: Request, failure: Failure | None = None) -> None:
     """
-    Request line bytes as text for a log event.
+    Log C{failure} (by default, the exception being handled) as
+    C{"<doing> <method> <uri> failed"}.
     """
-    return raw.decode("latin-1")
+    _log.failure(
+        doing + " {method} {uri} failed",
+        failure,
+        method=request.method.decode("latin-1"),
+        uri=request.uri.decode("latin-1"),
+    )
 
 
 @attrs.define(eq=False)
@@ -500,11 +502,7 @@ class _Exchange:
                 )
                 request.loseConnection()
         except Exception:
-            _log.failure(
-                "Ending {method} {uri} failed",
-                method=_text(request.method),
-                uri=_text(request.uri),
-            )
+            _logFailure("Ending", request)
             request.loseConnection()
         finally:
             self.end()
@@ -527,12 +525,7 @@ class _Exchange:
         the connection if it has.
         """
         request = self.request
-        _log.failure(
-            "Proxying {method} {uri} failed",
-            failure,
-            method=_text(request.method),
-            uri=_text(request.uri),
-        )
+        _logFailure("Proxying", request, failure)
         if self.clientGone or self.ended:
             return
         try:
@@ -544,11 +537,7 @@ class _Exchange:
                     request.unregisterProducer()
                 request.loseConnection()
         except Exception:
-            _log.failure(
-                "Answering {method} {uri} failed",
-                method=_text(request.method),
-                uri=_text(request.uri),
-            )
+            _logFailure("Answering", request)
             request.loseConnection()
         finally:
             self.end()

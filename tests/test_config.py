@@ -242,7 +242,9 @@ class ValidationTests(SynchronousTestCase):
     def test_unknownKeys(self) -> None:
         self.assertRejected(
             {"models": {"a": model(wakeup="x")}},
-            "models.a.wakeup: unknown key (expected one of: port, wake, sleep, alive)",
+            "models.a.wakeup: unknown key (expected one of: port, wake, sleep, alive,"
+            " unload, resources, asleep_resources, unload_after_secs, idle_ttl_secs,"
+            " pin, preload, max_in_flight)",
         )
         with self.assertRaises(ConfigError) as caught:
             parseConfig({"models": {"a": model()}, "prot": 1})

@@ -331,7 +331,7 @@ class StatusTests(TestCase):
         self.assertEqual(rest["state"], "active")
         self.assertEqual(rest["active_model"], "A")
         self.assertIsNone(rest["switching"])
-        for model in ("A", "B"):
+        for model, state, placement in (("A", "awake", 0), ("B", "asleep", None)):
             self.assertEqual(
                 rest["models"][model],
                 {
@@ -339,8 +339,18 @@ class StatusTests(TestCase):
                     "oldest_wait_secs": None,
                     "in_flight": 0,
                     "draining": False,
+                    "state": state,
+                    "placement": placement,
+                    "holds": {},
+                    "pinned": False,
+                    "idle_expires_in_secs": None,
+                    "blocked_by": [],
                 },
             )
+        self.assertEqual(rest["awake"], ["A"])
+        self.assertIsNone(rest["capacity"])
+        self.assertIsNone(rest["used"])
+        self.assertEqual(rest["eviction"], {"name": "lru"})
         [cost] = rest["switch_costs"]
         self.assertEqual((cost["from"], cost["to"]), ("idle", "A"))
         self.assertGreaterEqual(cost["ema_secs"], 0.5)

@@ -196,9 +196,21 @@ class OptionsTests(SynchronousTestCase):
             self.parse("--list-policies")
         lines = stdout.getvalue().splitlines()
         self.assertEqual(
-            [line.split()[0] for line in lines], ["cost_aware", "fifo", "round_robin"]
+            [line.split()[0] for line in lines if line],
+            [
+                "Switch",
+                "cost_aware",
+                "fifo",
+                "round_robin",
+                "Eviction",
+                "cheapest_wake",
+                "lru",
+            ],
         )
-        self.assertIn("Switch as soon as a request arrives", lines[1])
+        self.assertEqual(lines[0], "Switch policies (--policy NAME):")
+        self.assertIn("Switch as soon as a request arrives", lines[2])
+        self.assertEqual(lines[4], "")
+        self.assertEqual(lines[5], "Eviction policies (eviction: NAME in the config):")
 
 
 class PluginTests(SynchronousTestCase):

@@ -44,6 +44,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from llmux.config import Config, ModelConfig
+from llmux.cost import CostTracker
 from llmux.errors import (
     LlmuxError,
     ModelNotFound,
@@ -51,8 +52,9 @@ from llmux.errors import (
     RequestTimedOut,
     SwitchFailed,
 )
-from llmux.interfaces import ISlot, ISwitcher
+from llmux.interfaces import HookResult, ISlot, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
+from llmux.switcher import Active
 from llmux.web.errors import backendErrorMessage, errorBody, statusForError
 from llmux.web.proxy import ProxyResource
 from llmux.web.resource import makeSite
@@ -107,6 +109,8 @@ class FakeSwitcher:
     """
     A switcher whose models are always awake, unless told otherwise.
 
+    @ivar models: the models that are awake.
+    @ivar configured: every model it shows (C{models} and asleep ones).
     @ivar calls: the model of every C{acquire}, in order.
     @ivar slots: every slot handed out.
     @ivar errors: the error C{acquire} fails with, by model.
@@ -114,8 +118,13 @@ class FakeSwitcher:
     @ivar cancelled: the models whose waiting C{acquire} was cancelled.
     """
 
-    def __init__(self, models: set[str]) -> None:
+    state = Active("fake")
+    lastError = None
+
+    def __init__(self, models: set[str], configured: tuple[str, ...] = ()) -> None:
         self.models = models
+        self.configured = configured or tuple(sorted(models))
+        self.costs = CostTracker()
         self.calls: list[str] = []
         self.slots: list[FakeSlot] = []
         self.errors: dict[str, Exception] = {}
@@ -147,6 +156,53 @@ class FakeSwitcher:
 
     def status(self) -> dict[str, object]:
         return {"state": "active", "models": sorted(self.models)}
+
+    def views(self) -> tuple[ModelView, ...]:
+        return tuple(
+            ModelView(
+                name=name,
+                state=ModelState.AWAKE if name in self.models else ModelState.ASLEEP,
+                placement=0 if name in self.models else None,
+                holds={},
+                pinned=False,
+                inFlight=0,
+                queueDepth=0,
+                oldestWaitSecs=None,
+                awakeSince=0.0 if name in self.models else None,
+                idleExpiresInSecs=None,
+            )
+            for name in self.configured
+        )
+
+    def pools(self) -> tuple[()]:
+        return ()
+
+    # Its models are awake from the start and never sleep: nothing to start,
+    # stop, adopt or wake.
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def preload(self) -> Deferred[None]:
+        return succeed(None)
+
+    def shutdown(self, timeoutSecs: float, sleepAwake: bool) -> Deferred[None]:
+        return succeed(None)
+
+    def exclusively(self, work: Any) -> Deferred[Any]:
+        return Deferred.fromCoroutine(work())
+
+    def runHook(self, model: str, hook: str) -> Deferred[HookResult]:
+        return succeed(HookResult(model, hook, 0, None, False, 0.0))
+
+    def adopt(self, model: str) -> bool:
+        return model in self.models
+
+    def markDead(self, model: str, reason: str) -> Deferred[None]:
+        return succeed(None)
 
 
 # --- backends ---------------------------------------------------------------

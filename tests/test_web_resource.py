@@ -42,7 +42,7 @@ class RootTests(TestCase):
         self.config = Config(
             models=(_model("zeta", 1), _model("alpha", backendPort), _model("mid", 2))
         )
-        self.switcher = FakeSwitcher({"alpha"})
+        self.switcher = FakeSwitcher({"alpha"}, self.config.modelNames)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "llmux_test_requests", "Requests seen by the test", registry=self.registry
@@ -88,8 +88,18 @@ class RootTests(TestCase):
             {
                 "object": "list",
                 "data": [
-                    {"id": name, "object": "model", "created": 0, "owned_by": "llmux"}
-                    for name in ("alpha", "mid", "zeta")
+                    {
+                        "id": name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "llmux",
+                        "status": {"value": status},
+                    }
+                    for name, status in (
+                        ("alpha", "loaded"),
+                        ("mid", "unloaded"),
+                        ("zeta", "unloaded"),
+                    )
                 ],
             },
         )

@@ -21,9 +21,13 @@ from typing import Any
 import attrs
 import yaml
 
+from .resources import describeShortfall, fits, minus, plus, total
+
 __all__ = [
     "Config",
     "ConfigError",
+    "DEFAULT_EVICTION",
+    "EXCLUSIVE_POOL",
     "ModelConfig",
     "PolicyConfig",
     "checkKeys",
@@ -33,7 +37,19 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 3000
-MODEL_KEYS = ("port", "wake", "sleep", "alive")
+REQUIRED_MODEL_KEYS = ("port", "wake", "sleep", "alive")
+#: The residency keys of a model (SPEC section 9), all optional.
+RESIDENCY_KEYS = (
+    "unload",
+    "resources",
+    "asleep_resources",
+    "unload_after_secs",
+    "idle_ttl_secs",
+    "pin",
+    "preload",
+    "max_in_flight",
+)
+MODEL_KEYS = REQUIRED_MODEL_KEYS + RESIDENCY_KEYS
 POLICY_KEYS = (
     "request_timeout_secs",
     "drain_before_switch",
@@ -46,6 +62,8 @@ TOP_KEYS = (
     "models",
     "policy",
     "port",
+    "capacity",
+    "eviction",
     "hook_timeouts",
     "adopt_running",
     "alive_interval_secs",
@@ -60,6 +78,11 @@ TOP_KEYS = (
 #: weights can take minutes; a health check should not.
 DEFAULT_HOOK_TIMEOUTS = {"wake": 600.0, "sleep": 300.0, "alive": 30.0}
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: The eviction policy used when the config names none.
+DEFAULT_EVICTION = "lru"
+#: The one pool of a config without C{capacity:}: every model holds all of
+#: it while awake, so one model is awake at a time, as in llmux 2.4.0.
+EXCLUSIVE_POOL = "*"
 
 
 class ConfigError(Exception):
@@ -84,12 +107,40 @@ class ConfigError(Exception):
         return ": ".join([*parts, self.message])
 
 
+def _readOnly(mapping: Mapping[str, object]) -> Mapping[str, object]:
+    return MappingProxyType(dict(mapping))
+
+
+def _placements(
+    placements: tuple[Mapping[str, float], ...],
+) -> tuple[Mapping[str, float], ...]:
+    return tuple(MappingProxyType(dict(p)) for p in placements)
+
+
 @attrs.frozen
 class ModelConfig:
     """
-    One model: the backend's port and the shell hooks that manage it.
+    One model: the backend's port, the shell hooks that manage it, and what
+    it holds of the host's capacity (SPEC section 9).
 
     @ivar directory: where hooks run: the config file's directory.
+    @ivar unload: the hook that frees C{asleep_resources}, or C{None}.
+    @ivar resources: the alternative placements: what the model holds while
+        it is waking, awake, draining or going to sleep, tried in order.
+        Empty: the model holds every pool entirely (it is exclusive).
+    @ivar asleep_resources: what it holds from its first wake until it is
+        unloaded, asleep or not (so it can always go to sleep).
+    @ivar unload_after_secs: run C{unload} after this long asleep; 0: never.
+    @ivar idle_ttl_secs: put it to sleep after this long with nothing in
+        flight or queued; C{None}: never.
+    @ivar pin: never evicted to make room for another model.
+    @ivar preload: woken at start-up.
+    @ivar max_in_flight: requests served at once; more queue. C{None}: no
+        limit.
+    @ivar placement: not a key of the file: the placement the switcher runs
+        this model's hooks for (see L{hookEnvironment}).
+    @ivar pools: not a key of the file: the pools of the declared capacity,
+        in file order, or C{()} without C{capacity:}.
     """
 
     name: str
@@ -98,10 +149,56 @@ class ModelConfig:
     sleep: str
     alive: str
     directory: str = "."
+    unload: str | None = None
+    resources: tuple[Mapping[str, float], ...] = attrs.field(
+        default=(), converter=_placements
+    )
+    asleep_resources: Mapping[str, float] = attrs.field(
+        factory=dict, converter=_readOnly
+    )
+    unload_after_secs: float = 0.0
+    idle_ttl_secs: float | None = None
+    pin: bool = False
+    preload: bool = False
+    max_in_flight: int | None = None
+    placement: int | None = None
+    pools: tuple[str, ...] = ()
 
+    def placementsWithin(
+        self, capacity: Mapping[str, float]
+    ) -> tuple[Mapping[str, float], ...]:
+        """
+        What each placement holds while the model is up, besides its
+        C{asleep_resources}: its C{resources}, or for a model without them,
+        the rest of C{capacity}, so that it holds all of it.
+        """
+        return self.resources or (
+            MappingProxyType(minus(capacity, self.asleep_resources)),
+        )
 
-def _readOnly(mapping: Mapping[str, object]) -> Mapping[str, object]:
-    return MappingProxyType(dict(mapping))
+    def placed(self, placement: int) -> ModelConfig:
+        """
+        This model as its hooks run in C{placement}.
+        """
+        return attrs.evolve(self, placement=placement)
+
+    def hookEnvironment(self) -> dict[str, str]:
+        """
+        What a hook of this model finds in its environment besides llmux's
+        own: C{LLMUX_MODEL}, and with a declared capacity, the placement it
+        runs for: C{LLMUX_PLACEMENT} (its index) and C{LLMUX_POOLS} (the
+        pools it holds, comma-separated), so a wake script can set
+        C{CUDA_VISIBLE_DEVICES}.
+        """
+        env = {"LLMUX_MODEL": self.name}
+        if self.pools and self.placement is not None:
+            if self.resources:
+                held = list(self.resources[self.placement])
+            else:
+                held = list(self.pools)
+            env["LLMUX_PLACEMENT"] = str(self.placement)
+            env["LLMUX_POOLS"] = ",".join(held)
+        return env
 
 
 @attrs.frozen
@@ -120,6 +217,14 @@ class PolicyConfig:
     max_queue: int = 512
     extra: Mapping[str, object] = attrs.field(factory=dict, converter=_readOnly)
 
+    def table(self) -> dict[str, object]:
+        """
+        The C{policy:} table these settings were read from: every key llmux
+        knows, and the policy's own keys.
+        """
+        known = {key: getattr(self, key) for key in POLICY_KEYS}
+        return {**known, **self.extra}
+
 
 @attrs.frozen
 class Config:
@@ -130,6 +235,10 @@ class Config:
     models: tuple[ModelConfig, ...]
     policy: PolicyConfig = PolicyConfig()
     port: int = DEFAULT_PORT
+    capacity: Mapping[str, float] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_readOnly)
+    )
+    eviction: str = DEFAULT_EVICTION
     hook_timeouts: Mapping[str, float | None] = attrs.field(
         factory=lambda: dict(DEFAULT_HOOK_TIMEOUTS), converter=_readOnly
     )
@@ -158,6 +267,17 @@ class Config:
         The configured model names, in config order.
         """
         return tuple(model.name for model in self.models)
+
+    @property
+    def pools(self) -> Mapping[str, float]:
+        """
+        The capacity the switcher books models against: the declared
+        C{capacity}, or without one a single pool that every model holds
+        entirely (one model awake at a time).
+        """
+        if self.capacity is None:
+            return MappingProxyType({EXCLUSIVE_POOL: 1.0})
+        return self.capacity
 
 
 def loadConfig(path: str) -> Config:
@@ -209,10 +329,15 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
     checkKeys(data, TOP_KEYS, None)
     if "models" not in data:
         raise ConfigError("models", "missing (at least one model is required)")
+    capacity = _parseCapacity(data.get("capacity"))
+    models = _parseModels(data["models"], directory, capacity)
+    checkResidency(models, capacity)
     return Config(
-        models=_parseModels(data["models"], directory),
+        models=models,
         policy=_parsePolicy(data.get("policy")),
         port=_readPort(data, "port", None, DEFAULT_PORT),
+        capacity=capacity,
+        eviction=_readName(data, "eviction", DEFAULT_EVICTION),
         hook_timeouts=_parseHookTimeouts(data.get("hook_timeouts", {})),
         adopt_running=_readBool(data, "adopt_running", True, None),
         alive_interval_secs=readNumber(data, "alive_interval_secs", 30.0, None),
@@ -249,7 +374,9 @@ def _parseHookTimeouts(table: Any) -> dict[str, float | None]:
     }
 
 
-def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
+def _parseModels(
+    table: Any, directory: str, capacity: Mapping[str, float] | None
+) -> tuple[ModelConfig, ...]:
     if not isinstance(table, dict):
         raise ConfigError("models", "must be a mapping of model name to settings")
     if not table:
@@ -261,7 +388,7 @@ def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
             raise ConfigError(
                 f"models.{name!r}", "model names must be non-empty strings"
             )
-        model = _parseModel(name, settings, directory)
+        model = _parseModel(name, settings, directory, capacity)
         if model.port in ports:
             raise ConfigError(
                 f"models.{_printable(name)}.port",
@@ -272,28 +399,215 @@ def _parseModels(table: Any, directory: str) -> tuple[ModelConfig, ...]:
     return tuple(models)
 
 
-def _parseModel(name: str, settings: Any, directory: str) -> ModelConfig:
+def _parseModel(
+    name: str, settings: Any, directory: str, capacity: Mapping[str, float] | None
+) -> ModelConfig:
     where = f"models.{_printable(name)}"
     if not isinstance(settings, dict):
         raise ConfigError(where, "must be a mapping with port, wake, sleep and alive")
     checkKeys(settings, MODEL_KEYS, where)
-    for key in MODEL_KEYS:
+    for key in REQUIRED_MODEL_KEYS:
         if key not in settings:
             raise ConfigError(f"{where}.{key}", "missing (required)")
-    hooks = {}
-    for hook in ("wake", "sleep", "alive"):
-        script = settings[hook]
-        if not isinstance(script, str) or not script.strip():
-            raise ConfigError(
-                f"{where}.{hook}", "must be a non-empty string (a path or a script)"
-            )
-        hooks[hook] = script
+    wake, sleep, alive = (_readHook(settings, hook, where) for hook in HOOK_NAMES)
+    unload = _readHook(settings, "unload", where) if "unload" in settings else None
+    unloadAfter = readNumber(settings, "unload_after_secs", 0.0, where)
+    if unloadAfter and unload is None:
+        raise ConfigError(f"{where}.unload_after_secs", "needs an unload hook")
     return ModelConfig(
         name=name,
         port=_readPort(settings, "port", where, None),
         directory=directory,
-        **hooks,
+        unload=unload,
+        resources=_readPlacements(settings, where, capacity),
+        asleep_resources=_readAmounts(
+            settings.get("asleep_resources", {}),
+            f"{where}.asleep_resources",
+            capacity,
+        ),
+        unload_after_secs=unloadAfter,
+        idle_ttl_secs=readNumber(
+            settings, "idle_ttl_secs", None, where, allowNone=True, positive=True
+        ),
+        pin=_readBool(settings, "pin", False, where),
+        preload=_readBool(settings, "preload", False, where),
+        max_in_flight=_readOptionalCount(settings, "max_in_flight", where),
+        pools=tuple(capacity or ()),
+        wake=wake,
+        sleep=sleep,
+        alive=alive,
     )
+
+
+def _readHook(settings: Mapping[str, Any], hook: str, where: str) -> str:
+    script = settings[hook]
+    if not isinstance(script, str) or not script.strip():
+        raise ConfigError(
+            f"{where}.{hook}", "must be a non-empty string (a path or a script)"
+        )
+    return script
+
+
+def _parseCapacity(table: Any) -> dict[str, float] | None:
+    """
+    The C{capacity:} table: pool name to units, each above 0.
+    """
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError("capacity", "must be a mapping of pool name to units")
+    if not table:
+        raise ConfigError(
+            "capacity", "is empty (name at least one pool, or leave capacity out)"
+        )
+    for pool in table:
+        if not isinstance(pool, str) or not pool:
+            raise ConfigError(
+                f"capacity.{_printable(pool)}", "pool names must be non-empty strings"
+            )
+    return {
+        pool: readNumber(table, pool, None, "capacity", positive=True) for pool in table
+    }
+
+
+def _readPlacements(
+    settings: Mapping[str, Any], where: str, capacity: Mapping[str, float] | None
+) -> tuple[dict[str, float], ...]:
+    """
+    A model's C{resources}: one mapping, or a list of alternative ones.
+    """
+    if "resources" not in settings:
+        return ()
+    value = settings["resources"]
+    field = f"{where}.resources"
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(field, "is an empty list (give at least one placement)")
+        return tuple(
+            _readAmounts(item, f"{field}[{i}]", capacity)
+            for i, item in enumerate(value)
+        )
+    return (_readAmounts(value, field, capacity),)
+
+
+def _readAmounts(
+    value: Any, field: str, capacity: Mapping[str, float] | None
+) -> dict[str, float]:
+    """
+    A mapping of pool to units above 0, each pool one of C{capacity}'s.
+    """
+    if not isinstance(value, dict):
+        raise ConfigError(field, "must be a mapping of pool name to units")
+    if value and capacity is None:
+        raise ConfigError(field, "needs a top-level capacity table to count against")
+    for pool in value:
+        if capacity is not None and pool not in capacity:
+            raise ConfigError(
+                f"{field}.{_printable(pool)}",
+                f"unknown pool (capacity has: {', '.join(capacity)})",
+            )
+    return {pool: readNumber(value, pool, None, field, positive=True) for pool in value}
+
+
+def checkResidency(
+    models: tuple[ModelConfig, ...], capacity: Mapping[str, float] | None
+) -> None:
+    """
+    Reject what could never run: C{asleep_resources} that models without an
+    C{unload} hook (which hold them for good) cannot all keep, a model that
+    can never fit beside them, pinned models that cannot all be awake
+    together.
+
+    @raise ConfigError: naming the first model at fault.
+    """
+    pools: Mapping[str, float] = capacity or {EXCLUSIVE_POOL: 1.0}
+    kept: dict[str, float] = {}
+    for model in models:
+        if model.unload is None and model.asleep_resources:
+            kept = plus(kept, model.asleep_resources)
+            if not fits(kept, pools):
+                raise ConfigError(
+                    f"models.{_printable(model.name)}.asleep_resources",
+                    "models without an unload hook keep their asleep_resources"
+                    f" for good, and together {describeShortfall(kept, pools)}",
+                )
+    for model in models:
+        _checkFits(model, pools, kept)
+    _checkPins(models, pools, kept, capacity is None)
+
+
+def _upHolding(model: ModelConfig, placement: Mapping[str, float]) -> dict[str, float]:
+    """
+    What C{model} holds while up in C{placement}: the placement and its
+    C{asleep_resources}.
+    """
+    return plus(placement, model.asleep_resources)
+
+
+def _checkFits(
+    model: ModelConfig, pools: Mapping[str, float], kept: Mapping[str, float]
+) -> None:
+    others = kept
+    if model.unload is None:
+        others = minus(kept, model.asleep_resources)
+    room = minus(pools, others)
+    placements = model.placementsWithin(pools)
+    needs = [_upHolding(model, placement) for placement in placements]
+    if any(fits(need, room) for need in needs):
+        return
+    raise ConfigError(
+        f"models.{_printable(model.name)}.resources",
+        f"can never fit: {describeShortfall(needs[0], room)}"
+        + (" (beside the asleep_resources other models keep)" if others else ""),
+    )
+
+
+def _checkPins(
+    models: tuple[ModelConfig, ...],
+    pools: Mapping[str, float],
+    kept: Mapping[str, float],
+    exclusive: bool,
+) -> None:
+    """
+    Pinned models, added in config order, must all fit awake at once in
+    some combination of their placements.
+    """
+    pinned: list[ModelConfig] = []
+    for model in (m for m in models if m.pin):
+        pinned.append(model)
+        if _somePlacementsFit(pinned, pools, kept):
+            continue
+        names = ", ".join(m.name for m in pinned[:-1])
+        if exclusive:
+            why = "without a capacity table, one model is awake at a time"
+        else:
+            why = "their resources exceed the capacity"
+        raise ConfigError(
+            f"models.{_printable(model.name)}.pin",
+            f"cannot be awake together with pinned model(s) {names}: {why}",
+        )
+
+
+def _somePlacementsFit(
+    pinned: list[ModelConfig], pools: Mapping[str, float], kept: Mapping[str, float]
+) -> bool:
+    """
+    Whether one placement per model of C{pinned} fits, all at once, beside
+    what C{kept} holds for other models.
+    """
+    fixed = minus(kept, total(m.asleep_resources for m in pinned if m.unload is None))
+
+    def search(index: int, used: dict[str, float]) -> bool:
+        if index == len(pinned):
+            return True
+        model = pinned[index]
+        for placement in model.placementsWithin(pools):
+            after = plus(used, _upHolding(model, placement))
+            if fits(after, pools) and search(index + 1, after):
+                return True
+        return False
+
+    return search(0, dict(fixed))
 
 
 def _parsePolicy(table: Any) -> PolicyConfig:
@@ -313,6 +627,21 @@ def _parsePolicy(table: Any) -> PolicyConfig:
         max_queue=readCount(table, "max_queue", 512, "policy"),
         extra={k: v for k, v in table.items() if k not in POLICY_KEYS},
     )
+
+
+def _readName(table: Mapping[str, Any], key: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"must be a name, not {value!r}")
+    return value
+
+
+def _readOptionalCount(
+    table: Mapping[str, Any], key: str, where: str | None
+) -> int | None:
+    if table.get(key) is None:
+        return None
+    return readCount(table, key, 1, where)
 
 
 def _readBool(

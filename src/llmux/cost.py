@@ -28,6 +28,7 @@ class CostTracker:
 
     alpha: float = 0.3
     _estimates: dict[tuple[str | None, str], float] = attrs.field(factory=dict)
+    _wakes: dict[str, float] = attrs.field(factory=dict)
 
     def record(self, from_: str | None, to: str, durationSecs: float) -> float:
         """
@@ -42,6 +43,28 @@ class CostTracker:
             estimate = self.alpha * durationSecs + (1 - self.alpha) * previous
         self._estimates[(from_, to)] = estimate
         return estimate
+
+    def recordWake(self, model: str, durationSecs: float) -> float:
+        """
+        Fold one successful C{wake} hook of C{model} into its own average,
+        whatever was evicted for it: what it costs to get C{model} back.
+
+        @return: the new estimate.
+        """
+        previous = self._wakes.get(model)
+        if previous is None:
+            estimate = durationSecs
+        else:
+            estimate = self.alpha * durationSecs + (1 - self.alpha) * previous
+        self._wakes[model] = estimate
+        return estimate
+
+    def wakeEstimate(self, model: str) -> float | None:
+        """
+        The estimated cost of waking C{model}, or C{None} before its first
+        wake.
+        """
+        return self._wakes.get(model)
 
     def estimate(self, from_: str | None, to: str) -> float | None:
         """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "LlmuxError",
+    "ModelCannotFit",
     "ModelNotFound",
     "ModelNotReady",
     "RequestTimedOut",
@@ -20,7 +21,12 @@ __all__ = [
 class LlmuxError(Exception):
     """
     An error with a message meant for the client.
+
+    @ivar retryAfterSecs: when the client may try again, for the
+        C{Retry-After} header, or C{None}.
     """
+
+    retryAfterSecs: float | None = None
 
     @property
     def message(self) -> str:
@@ -68,3 +74,19 @@ class ModelNotReady(LlmuxError):
         super().__init__(f"Model not ready: {model} ({reason})")
         self.model = model
         self.reason = reason
+
+
+class ModelCannotFit(LlmuxError):
+    """
+    The model could only fit by evicting pinned models, which are never
+    evicted for another model: refused at once rather than queued.
+    """
+
+    def __init__(self, model: str, pinned: tuple[str, ...], retryAfterSecs: float):
+        names = ", ".join(pinned)
+        super().__init__(
+            f"Model {model} cannot fit: capacity held by pinned models {names}"
+        )
+        self.model = model
+        self.pinned = pinned
+        self.retryAfterSecs = retryAfterSecs

@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.test_hooks -*-
 """
-Running a model's C{wake}, C{sleep} and C{alive} hooks as shell processes.
+Running a model's C{wake}, C{sleep}, C{alive} and C{unload} hooks as shell
+processes.
 
 Each hook runs as C{sh -c <script>} in the model's directory (the config
-file's directory), with the inherited environment plus C{LLMUX_MODEL}, in a
+file's directory), with the inherited environment plus C{LLMUX_MODEL} (and,
+with a declared capacity, C{LLMUX_PLACEMENT} and C{LLMUX_POOLS}), in a
 session and process group of its own, so a hook that runs too long can be
 killed together with everything it started.
 
@@ -50,8 +52,11 @@ from llmux.logs import observer
 
 __all__ = ["HOOKS", "HookRunner"]
 
-#: The hooks a model has.
-HOOKS = ("wake", "sleep", "alive")
+#: The hooks a model has (C{unload} is optional).
+HOOKS = ("wake", "sleep", "alive", "unload")
+#: The timeout each hook runs under: C{unload} frees memory, as C{sleep}
+#: does, and shares its limit.
+TIMEOUT_OF = {"wake": "wake", "sleep": "sleep", "alive": "alive", "unload": "sleep"}
 
 #: The exit status reported when a hook could not be started at all, as
 #: C{sh} does for a command it cannot find.
@@ -242,7 +247,8 @@ class HookRunner:
 
     @ivar reactor: an L{IReactorProcess} and L{IReactorTime} provider.
     @ivar timeouts: seconds each hook (C{"wake"}, C{"sleep"}, C{"alive"}) may
-        run; C{None} or a missing key means no limit.
+        run; C{None} or a missing key means no limit. C{"unload"} runs under
+        the C{"sleep"} limit.
     @ivar killGraceSecs: how long a timed-out hook has between SIGTERM and
         SIGKILL.
     @ivar outputLimit: how many bytes of each of stdout and stderr are kept.
@@ -269,11 +275,13 @@ class HookRunner:
         """
         if hook not in HOOKS:
             raise ValueError(f"unknown hook {hook!r} (expected one of {HOOKS})")
-        script: str = getattr(model, hook)
+        script: str | None = getattr(model, hook)
+        if script is None:
+            raise ValueError(f"{model.name} has no {hook} hook")
         startedAt = self.reactor.seconds()
         protocol = _HookProtocol(
             self.reactor,
-            self.timeouts.get(hook),
+            self.timeouts.get(TIMEOUT_OF[hook]),
             self.killGraceSecs,
             self.outputLimit,
         )
@@ -320,7 +328,7 @@ class HookRunner:
         Twisted use C{posix_spawn}.
         """
         env = dict(os.environ)
-        env["LLMUX_MODEL"] = model.name
+        env.update(model.hookEnvironment())
         reactor: IReactorProcess = self.reactor
         reactor.spawnProcess(
             protocol,

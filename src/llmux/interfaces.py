@@ -10,9 +10,15 @@ Three seams keep the switching logic free of HTTP, processes and wall time:
   - L{IPolicyFactory} is what the Twisted plugin system finds in
     C{twisted/plugins/}: a cheap, stateless object that builds one policy per
     running service from the C{policy:} table of the config.
-  - L{IHookRunner} runs a model's C{wake}/C{sleep}/C{alive} hook, so the switcher
-    can be driven by real C{sh} processes, by a fake in tests, or by a
-    simulation.
+  - L{IEvictionPolicy} chooses which models make room when the one a request
+    wants does not fit in the declared capacity; L{IEvictionPolicyFactory}
+    is how the plugin system finds one (C{eviction:} in the config).
+  - L{IHookRunner} runs a model's C{wake}/C{sleep}/C{alive}/C{unload} hook, so
+    the switcher can be driven by real C{sh} processes, by a fake in tests,
+    or by a simulation.
+  - L{ISwitcher} is everything the rest of llmux (the web layer, liveness,
+    metrics, the simulator) may ask of the switcher; L{ModelView} is how it
+    shows one model.
 
 Keep these import paths stable: Twisted's plugin cache pickles interfaces by
 reference.
@@ -21,27 +27,60 @@ reference.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 __all__ = [
+    "Blocker",
+    "Candidate",
     "Decision",
     "DeferUntil",
+    "Eviction",
+    "EvictionContext",
     "HookResult",
+    "IEvictionPolicy",
+    "IEvictionPolicyFactory",
     "IHookRunner",
     "IPolicyFactory",
     "ISlot",
     "ISwitchObserver",
     "ISwitchPolicy",
     "ISwitcher",
+    "ModelState",
+    "ModelView",
     "PendingContext",
+    "PoolView",
     "SwitchContext",
     "SwitchedContext",
     "TickContext",
 ]
+
+
+class ModelState(enum.Enum):
+    """
+    The states a model can be in, as the status, metrics and logs show them.
+    """
+
+    #: Not serving; holds its C{asleep_resources}.
+    ASLEEP = "asleep"
+    #: Its C{wake} hook runs; holds its placement.
+    WAKING = "waking"
+    #: Serving.
+    AWAKE = "awake"
+    #: Being put to sleep: finishes what it has in flight, takes nothing new.
+    DRAINING = "draining"
+    #: Its C{sleep} hook runs.
+    SLEEPING = "sleeping"
+    #: Holds nothing: never woken, or unloaded.
+    UNLOADED = "unloaded"
+    #: Its C{unload} hook runs.
+    UNLOADING = "unloading"
+    #: Its last wake failed; the next request tries again.
+    FAILED = "failed"
 
 
 class Decision(enum.Enum):
@@ -88,6 +127,15 @@ class PendingContext:
         C{target}, or C{None} if no such switch has been observed.
     @ivar switchingTo: the target of the switch under way, or C{None}.
     @ivar models: every configured model, in config order.
+    @ivar awake: every model awake now (serving), in config order.
+    @ivar victims: the models the eviction policy proposes to put to sleep
+        (or unload) to make room for C{target}, the first of them being
+        C{active}; empty when none is needed, or none can be proposed yet
+        (the models in the way are waking or already being evicted).
+    @ivar victimsInFlight: requests in flight on each of C{victims}.
+
+    Without a capacity table one model is awake at a time: C{active} is it,
+    and it is the only victim.
     """
 
     target: str
@@ -101,6 +149,9 @@ class PendingContext:
     switchCostSecs: float | None
     switchingTo: str | None
     models: tuple[str, ...]
+    awake: tuple[str, ...] = ()
+    victims: tuple[str, ...] = ()
+    victimsInFlight: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -109,6 +160,8 @@ class SwitchContext:
     What a policy sees just before a switch puts the old model to sleep.
 
     @ivar from_: the model being switched away from (C{None}: a cold start).
+        When several models make room, each is drained after its own
+        C{beforeSwitch}.
     @ivar to: the model being switched to.
     @ivar waitForDrain: returns a L{Deferred} that fires once the old model has
         no requests in flight (at once if there is no old model).
@@ -127,11 +180,14 @@ class SwitchedContext:
     @ivar durationSecs: the measured cost of the switch: the time from the
         start of the old model's C{sleep} hook to the end of the new model's
         C{wake} hook.
+    @ivar victims: every model put to sleep or unloaded to make room (the
+        first is C{from_}).
     """
 
     from_: str | None
     to: str
     durationSecs: float
+    victims: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -149,6 +205,14 @@ class TickContext:
     @ivar switchCosts: estimated cost of switching from C{active} to each model
         for which such a switch has been observed.
     @ivar models: every configured model, in config order.
+    @ivar awake: every model awake now, in config order.
+    @ivar blockedBy: for each waiting model that cannot be woken without
+        making room, the victims the eviction policy proposes.
+    @ivar inFlight: requests in flight, for every configured model.
+
+    With several models awake, C{active} is the first proposed victim of the
+    model that has waited longest, so a policy written for one awake model
+    weighs the switch that model needs.
     """
 
     active: str | None
@@ -159,6 +223,9 @@ class TickContext:
     oldestWaits: Mapping[str, float]
     switchCosts: Mapping[str, float]
     models: tuple[str, ...]
+    awake: tuple[str, ...] = ()
+    blockedBy: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    inFlight: Mapping[str, int] = attrs.field(factory=dict)
 
 
 class ISwitchPolicy(Interface):
@@ -233,12 +300,127 @@ class IPolicyFactory(Interface):
 
 
 @attrs.frozen
+class Candidate:
+    """
+    A model an eviction may put to sleep (if it is awake) or unload (if it
+    is asleep), as an eviction policy sees it.
+
+    @ivar state: C{"awake"} or C{"asleep"}.
+    @ivar holds: what it holds now, by pool.
+    @ivar frees: what evicting it gives back, by pool.
+    @ivar inFlight: requests it is serving (a busy victim drains first).
+    @ivar queueDepth: requests waiting for it.
+    @ivar idleSecs: how long it has had nothing in flight (0 while busy).
+    @ivar lastUsed: clock time of its last use: the end of its last request,
+        or its wake if it has served none since.
+    @ivar wakeCostSecs: the moving average of its measured wakes, or C{None}
+        before the first.
+    """
+
+    name: str
+    state: str
+    holds: Mapping[str, float]
+    frees: Mapping[str, float]
+    inFlight: int
+    queueDepth: int
+    idleSecs: float
+    lastUsed: float
+    wakeCostSecs: float | None
+
+
+@attrs.frozen
+class EvictionContext:
+    """
+    What an eviction policy sees when a model does not fit.
+
+    @ivar target: the model to make room for.
+    @ivar needs: for each of its placements, in order, what it must add to
+        what it holds now.
+    @ivar free: what is free now (less what switches under way have set
+        aside), by pool.
+    @ivar capacity: the declared capacity, by pool.
+    @ivar candidates: the models that may be evicted (not pinned, not
+        waking, not already being evicted), in config order.
+    """
+
+    target: str
+    needs: tuple[Mapping[str, float], ...]
+    free: Mapping[str, float]
+    capacity: Mapping[str, float]
+    candidates: tuple[Candidate, ...]
+
+    def enough(self, placement: int, victims: Iterable[str]) -> bool:
+        """
+        Whether evicting C{victims} makes room for C{placement}.
+        """
+        byName = {c.name: c for c in self.candidates}
+        room = dict(self.free)
+        for name in victims:
+            for pool, units in byName[name].frees.items():
+                room[pool] = room.get(pool, 0.0) + units
+        need = self.needs[placement]
+        return all(units <= room.get(pool, 0.0) + 1e-9 for pool, units in need.items())
+
+
+@attrs.frozen
+class Eviction:
+    """
+    An eviction policy's choice: the placement to wake the target in and the
+    models to evict for it, most important first (the first is the switch's
+    C{from}).
+    """
+
+    placement: int
+    victims: tuple[str, ...]
+
+
+class IEvictionPolicy(Interface):
+    """
+    Chooses the victims when a model does not fit beside the others.
+
+    Whether and when the eviction happens is still the switch policy's
+    decision; this one only says who would make room. Called from the
+    reactor thread; must not block.
+    """
+
+    name = Attribute("str: the name that selects this policy (C{eviction:}).")
+
+    def chooseEviction(context: EvictionContext) -> Eviction | None:
+        """
+        Pick a placement of C{context.target} and the candidates to evict so
+        that it fits (see L{EvictionContext.enough}), or C{None} if no
+        choice of candidates makes room.
+        """
+
+    def describe() -> Mapping[str, object]:
+        """
+        The policy's settings, for status pages.
+        """
+
+
+class IEvictionPolicyFactory(Interface):
+    """
+    An eviction policy as the Twisted plugin system finds it: providers
+    live at module level in a C{twisted/plugins/*.py} file and also provide
+    L{twisted.plugin.IPlugin}.
+    """
+
+    name = Attribute("str: unique eviction policy name, e.g. C{lru}.")
+    description = Attribute("str: one line for C{llmux --list-policies}.")
+
+    def buildEvictionPolicy() -> IEvictionPolicy:
+        """
+        Build a fresh eviction policy for one running service.
+        """
+
+
+@attrs.frozen
 class HookResult:
     """
     How one run of a hook ended.
 
     @ivar model: the model the hook ran for.
-    @ivar hook: C{"wake"}, C{"sleep"} or C{"alive"}.
+    @ivar hook: C{"wake"}, C{"sleep"}, C{"alive"} or C{"unload"}.
     @ivar exitCode: the exit status, or C{None} if a signal ended it.
     @ivar signal: the signal that ended it, or C{None}.
     @ivar timedOut: whether llmux killed it for running too long.
@@ -282,15 +464,18 @@ class HookResult:
 
 class IHookRunner(Interface):
     """
-    Runs the C{wake}, C{sleep} and C{alive} hooks of configured models.
+    Runs the C{wake}, C{sleep}, C{alive} and C{unload} hooks of configured
+    models.
     """
 
     def run(model: object, hook: str) -> Deferred[HookResult]:
         """
         Run one hook of one model.
 
-        @param model: the L{llmux.config.ModelConfig} of the model.
-        @param hook: C{"wake"}, C{"sleep"} or C{"alive"}.
+        @param model: the L{llmux.config.ModelConfig} of the model, placed
+            (L{llmux.config.ModelConfig.placed}) when it runs for a
+            placement.
+        @param hook: C{"wake"}, C{"sleep"}, C{"alive"} or C{"unload"}.
         @return: a L{Deferred} that fires with a L{HookResult} however the hook
             ended (a non-zero exit is a result, not an error).
         """
@@ -311,25 +496,155 @@ class ISlot(Interface):
         """
 
 
+@attrs.frozen
+class Blocker:
+    """
+    A model that must drain, sleep or finish waking before a waiting model
+    can be woken, and why.
+    """
+
+    model: str
+    reason: str
+
+
+@attrs.frozen
+class ModelView:
+    """
+    One model as the switcher shows it: a snapshot, for status pages,
+    metrics and health checks.
+
+    @ivar placement: the index of the placement it holds, or C{None}.
+    @ivar holds: what it holds of each declared pool (nothing without a
+        capacity table).
+    @ivar awakeSince: clock time it last became awake, while it is up
+        (awake or draining); else C{None}.
+    @ivar idleExpiresInSecs: seconds until its C{idle_ttl_secs} puts it to
+        sleep, while that clock runs; else C{None}.
+    @ivar blockedBy: for a model with requests waiting that cannot be woken
+        yet, what is in the way.
+    """
+
+    name: str
+    state: ModelState
+    placement: int | None
+    holds: Mapping[str, float]
+    pinned: bool
+    inFlight: int
+    queueDepth: int
+    oldestWaitSecs: float | None
+    awakeSince: float | None
+    idleExpiresInSecs: float | None
+    blockedBy: tuple[Blocker, ...] = ()
+
+    @property
+    def up(self) -> bool:
+        """
+        Whether its backend is up and serving what it has in flight.
+        """
+        return self.state in (ModelState.AWAKE, ModelState.DRAINING)
+
+
+@attrs.frozen
+class PoolView:
+    """
+    One pool of the declared capacity and how much of it is held (by
+    models, or set aside for switches under way).
+    """
+
+    name: str
+    capacity: float
+    used: float
+
+
 class ISwitcher(Interface):
     """
-    What the HTTP side asks of the switcher: a slot on an awake model.
+    Everything the rest of llmux asks of the switcher: slots on awake models
+    for the web layer, snapshots for status and metrics, hooks and adoption
+    for liveness, and its life cycle for the service.
     """
+
+    state = Attribute(
+        "A summary for one-model-at-a-time views: Idle, Switching(from_, to)"
+        " for the switch under way, or Active(model) for the model woken last."
+    )
+    costs = Attribute("The CostTracker of observed switches and wakes.")
+    lastError = Attribute("str or None: the last failed switch or death.")
 
     def acquire(model: str) -> Deferred[ISlot]:
         """
-        Make C{model} the awake model if needed and hold an in-flight slot on it.
+        Make C{model} awake if needed and hold an in-flight slot on it.
 
         @return: a L{Deferred} firing with an L{ISlot} once C{model} is awake;
             or failing with L{llmux.errors.ModelNotFound},
-            L{llmux.errors.RequestTimedOut}, L{llmux.errors.SwitchFailed} or
-            L{llmux.errors.ModelNotReady}. Cancelling it (the client went
-            away) removes the request from its queue at once.
+            L{llmux.errors.RequestTimedOut}, L{llmux.errors.SwitchFailed},
+            L{llmux.errors.ModelNotReady} or L{llmux.errors.ModelCannotFit}.
+            Cancelling it (the client went away) removes the request from
+            its queue at once.
         """
 
     def status() -> dict[str, object]:
         """
         A snapshot of the switcher as plain JSON-able data, for status pages.
+        """
+
+    def views() -> tuple[ModelView, ...]:
+        """
+        Every configured model, in config order.
+        """
+
+    def pools() -> tuple[PoolView, ...]:
+        """
+        The declared capacity and its use, in config order; empty without a
+        capacity table.
+        """
+
+    def start() -> None:
+        """
+        Start the policy's scheduler and the model timers.
+        """
+
+    def stop() -> None:
+        """
+        Stop every timer the switcher started.
+        """
+
+    def preload() -> Deferred[None]:
+        """
+        Wake every C{preload: true} model that fits without evicting
+        anything, in config order, once adoption (if queued first with
+        L{exclusively}) is over.
+        """
+
+    def shutdown(timeoutSecs: float, sleepAwake: bool) -> Deferred[None]:
+        """
+        Refuse new requests, answer the waiting ones, let those in flight
+        finish (at most C{timeoutSecs}); then, if C{sleepAwake}, put every
+        awake model to sleep.
+        """
+
+    def exclusively(work: Callable[[], Any]) -> Deferred[Any]:
+        """
+        Run the coroutine function C{work} once no switch is under way, and
+        start none until it is done (adoption at start-up).
+        """
+
+    def runHook(model: str, hook: str) -> Deferred[HookResult]:
+        """
+        Run one of C{model}'s hooks, counted like the switcher's own.
+        """
+
+    def adopt(model: str) -> bool:
+        """
+        Take C{model}, found already awake at start-up, as awake, in its
+        first placement that fits. Call only from L{exclusively}.
+
+        @return: whether it fit; if not, nothing changed.
+        """
+
+    def markDead(model: str, reason: str) -> Deferred[None]:
+        """
+        Give up on the awake C{model}: it stops serving at once, its C{sleep}
+        hook runs to clean up, and the next request wakes it again.
         """
 
 
@@ -374,4 +689,11 @@ class ISwitchObserver(Interface):
     def died(model: str) -> None:
         """
         The awake C{model} failed its health checks and was given up.
+        """
+
+    def evicted(model: str, reason: str) -> None:
+        """
+        C{model} was put to sleep or unloaded: to make room (C{capacity}),
+        after its idle time (C{idle_ttl}), by an operator (C{admin}), because
+        it died (C{dead}) or at shutdown (C{shutdown}).
         """

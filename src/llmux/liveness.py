@@ -2,49 +2,57 @@
 """
 Putting the C{alive} hook to use (llmux 2.4.0 defined it but never called it).
 
-At start-up, a model that is already awake is adopted instead of being
-reloaded: restarting llmux must not cost a model load. While a model is
-active, its C{alive} hook runs periodically; after several failures in a row
-the model is given up, so the next request wakes it again instead of getting
-502s from a dead backend forever.
+At start-up, models that are already awake are adopted instead of being
+reloaded: restarting llmux must not cost a model load. While models are
+awake, their C{alive} hooks run periodically; after several failures in a
+row a model is given up, so the next request wakes it again instead of
+getting 502s from a dead backend forever.
 
-Both run under the switcher's lock (L{Switcher.exclusively}), so they never
-overlap a switch.
+Adoption runs while no switch may start (L{ISwitcher.exclusively}); health
+checks run beside whatever else happens, and a check whose model went to
+sleep (or was woken again) while it ran counts for nothing.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .config import Config
+from .interfaces import ISwitcher, ModelState, ModelView
 from .logs import observer
-from .switcher import Active, Switcher
 
 __all__ = ["Liveness"]
 
 
 class Liveness:
     """
-    Start-up adoption and periodic health checks of the active model.
+    Start-up adoption and periodic health checks of the awake models.
+
+    @ivar adopted: fires when adoption is over (C{None} without adoption).
     """
 
     log = Logger(observer=observer)
 
-    def __init__(self, switcher: Switcher, config: Config, clock: IReactorTime) -> None:
+    def __init__(
+        self, switcher: ISwitcher, config: Config, clock: IReactorTime
+    ) -> None:
         self._switcher = switcher
         self._config = config
         self._clock = clock
-        # Consecutive failed checks of the model checked last.
-        self._failing: tuple[str | None, int] = (None, 0)
+        # Consecutive failed checks, by model, with when it was woken: a
+        # model woken again starts from zero.
+        self._failing: dict[str, tuple[float | None, int]] = {}
         self._checker: LoopingCall | None = None
         self.adopted: Deferred[None] | None = None
 
     def start(self) -> None:
         """
-        Adopt an awake model (if C{adopt_running}) and start the checks (if
+        Adopt awake models (if C{adopt_running}) and start the checks (if
         C{alive_interval_secs} is not 0).
         """
         if self._config.adopt_running:
@@ -66,50 +74,71 @@ class Liveness:
             self._checker.stop()
         self._checker = None
 
+    def _adoptionOrder(self) -> list[str]:
+        """
+        Pinned models first, then the others, each in config order.
+        """
+        models = self._config.models
+        return [m.name for m in models if m.pin] + [m.name for m in models if not m.pin]
+
     async def _adopt(self) -> None:
         """
-        Ask every model, in config order, whether it is already up; keep the
-        first that is, and put any other that is to sleep (one GPU, one model).
+        Ask every model whether it is already up; keep those that fit, and
+        put any other that is to sleep (and unload it if it can be: llmux
+        counts what it would hold asleep only from its first wake).
         """
-        adopted = None
-        for model in self._config.modelNames:
+        adopted: list[str] = []
+        for model in self._adoptionOrder():
             result = await self._switcher.runHook(model, "alive")
             if not result.succeeded:
                 continue
-            if adopted is None:
-                adopted = model
-                self._switcher.adopt(model)
-            else:
-                self.log.warn(
-                    "{model} is also awake; putting it to sleep"
-                    " ({adopted} was adopted)",
-                    event="extra_model_awake",
-                    model=model,
-                    adopted=adopted,
-                )
-                await self._switcher.runHook(model, "sleep")
+            if self._switcher.adopt(model):
+                adopted.append(model)
+                continue
+            self.log.warn(
+                "{model} is also awake; putting it to sleep ({adopted} was adopted)",
+                event="extra_model_awake",
+                model=model,
+                adopted=", ".join(adopted),
+            )
+            await self._switcher.runHook(model, "sleep")
+            config = self._config.model(model)
+            if config is not None and config.unload is not None:
+                await self._switcher.runHook(model, "unload")
 
-    def _check(self) -> Deferred[None] | None:
+    def _check(self) -> Deferred[Any] | None:
         """
-        One periodic tick: check the active model's health, unless a switch
-        is under way or nothing is active.
+        One periodic tick: check every awake model's health at once.
         """
-        if self._switcher.busy or not isinstance(self._switcher.state, Active):
+        probes = [
+            Deferred.fromCoroutine(self._probe(view))
+            for view in self._switcher.views()
+            if view.state is ModelState.AWAKE
+        ]
+        if not probes:
             return None
-        return self._switcher.exclusively(self._probe)
+        return DeferredList(probes, consumeErrors=True)
 
-    async def _probe(self) -> None:
-        state = self._switcher.state
-        if not isinstance(state, Active):
-            return
-        model = state.model
+    def _current(self, name: str) -> ModelView | None:
+        for view in self._switcher.views():
+            if view.name == name:
+                return view
+        return None
+
+    async def _probe(self, view: ModelView) -> None:
+        model = view.name
         result = await self._switcher.runHook(model, "alive")
-        if result.succeeded:
-            self._failing = (model, 0)
+        now = self._current(model)
+        if now is None or now.state is not ModelState.AWAKE:
             return
-        previous, count = self._failing
-        failures = count + 1 if previous == model else 1
-        self._failing = (model, failures)
+        if now.awakeSince != view.awakeSince:
+            return
+        if result.succeeded:
+            self._failing[model] = (view.awakeSince, 0)
+            return
+        since, count = self._failing.get(model, (None, 0))
+        failures = count + 1 if since == view.awakeSince else 1
+        self._failing[model] = (view.awakeSince, failures)
         limit = self._config.alive_failures
         self.log.warn(
             "{model}: alive hook failed ({failures}/{limit}): {error}",
@@ -120,6 +149,6 @@ class Liveness:
             error=result.describeFailure(),
         )
         if failures >= limit:
-            self._failing = (None, 0)
+            self._failing.pop(model, None)
             reason = f"alive hook failed {limit} time(s): {result.describeFailure()}"
             await self._switcher.markDead(model, reason)

@@ -23,8 +23,8 @@ from prometheus_client.registry import Collector
 from zope.interface import implementer
 
 from .cost import IDLE
-from .interfaces import HookResult, ISwitchObserver
-from .switcher import Active, Idle, Switcher, Switching
+from .interfaces import HookResult, ISwitcher, ISwitchObserver, ModelState
+from .switcher import Active, Idle, Switching
 
 __all__ = ["Metrics", "NO_MODEL_LABEL", "UNKNOWN_MODEL_LABEL"]
 
@@ -141,11 +141,18 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self._evictions = Counter(
+            "llmux_evictions_total",
+            "Models put to sleep or unloaded, by why: capacity, idle_ttl,"
+            " admin, dead or shutdown.",
+            ["model", "reason"],
+            registry=registry,
+        )
         # Per-request recording runs on every request: keep the labelled
         # children instead of looking them up each time.
         self._requestSeries: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
-    def watch(self, switcher: Switcher) -> None:
+    def watch(self, switcher: ISwitcher) -> None:
         """
         Expose the gauges read from C{switcher} at scrape time.
         """
@@ -200,6 +207,9 @@ class Metrics:
     def died(self, model: str) -> None:
         self._deaths.labels(model).inc()
 
+    def evicted(self, model: str, reason: str) -> None:
+        self._evictions.labels(model, reason).inc()
+
     def hookRan(self, result: HookResult) -> None:
         self._hookDuration.labels(result.model, result.hook).observe(
             result.durationSecs
@@ -213,7 +223,7 @@ class _SwitcherCollector(Collector):
     Gauges read from the switcher when Prometheus scrapes.
     """
 
-    def __init__(self, switcher: Switcher) -> None:
+    def __init__(self, switcher: ISwitcher) -> None:
         self._switcher = switcher
 
     def collect(self) -> Iterator[Metric]:
@@ -230,13 +240,22 @@ class _SwitcherCollector(Collector):
         )
         active = GaugeMetricFamily(
             "llmux_active_model",
-            "1 for the model that is awake and serving, 0 for the others.",
+            "1 for each model that is awake and serving, 0 for the others.",
             labels=["model"],
         )
-        for model, queued in switcher.queueDepths().items():
-            depth.add_metric([model], queued)
-            inFlight.add_metric([model], switcher.inFlight(model))
-            active.add_metric([model], 1 if switcher.awake == model else 0)
+        states = GaugeMetricFamily(
+            "llmux_model_state",
+            "1 for each model's current state, 0 for its other states.",
+            labels=["model", "state"],
+        )
+        for view in switcher.views():
+            depth.add_metric([view.name], view.queueDepth)
+            inFlight.add_metric([view.name], view.inFlight)
+            active.add_metric([view.name], 1 if view.up else 0)
+            for each in ModelState:
+                states.add_metric(
+                    [view.name, each.value], 1 if view.state is each else 0
+                )
         cost = GaugeMetricFamily(
             "llmux_switch_cost_ema_seconds",
             "Estimated switch cost (moving average of observed switches).",
@@ -252,4 +271,17 @@ class _SwitcherCollector(Collector):
         current = switcher.state.name
         for name in (Idle.name, Switching.name, Active.name):
             state.add_metric([name], 1 if name == current else 0)
-        yield from (depth, inFlight, active, cost, state)
+        capacity = GaugeMetricFamily(
+            "llmux_capacity_units",
+            "The declared capacity of each pool.",
+            labels=["pool"],
+        )
+        used = GaugeMetricFamily(
+            "llmux_capacity_used_units",
+            "What models hold of each pool.",
+            labels=["pool"],
+        )
+        for pool in switcher.pools():
+            capacity.add_metric([pool.name], pool.capacity)
+            used.add_metric([pool.name], pool.used)
+        yield from (depth, inFlight, active, states, cost, state, capacity, used)

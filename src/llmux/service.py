@@ -21,10 +21,11 @@ from twisted.web.server import Site
 
 from .config import Config
 from .hooks import HookRunner
-from .interfaces import ISwitchPolicy
+from .interfaces import IEvictionPolicy, ISwitcher, ISwitchPolicy
 from .liveness import Liveness
 from .logs import addressText, observer
 from .metrics import Metrics
+from .policies import buildEvictionPolicy
 from .switcher import Switcher
 from .web.client import backendAgent
 from .web.resource import buildRoot, makeSite
@@ -44,7 +45,7 @@ class LlmuxService(Service):
     def __init__(
         self,
         config: Config,
-        switcher: Switcher,
+        switcher: ISwitcher,
         liveness: Liveness,
         pool: HTTPConnectionPool,
         site: Site,
@@ -91,6 +92,7 @@ class LlmuxService(Service):
             raise SystemExit(f"llmux: error: cannot listen: {failures[0].value}")
         self.switcher.start()
         self.liveness.start()
+        self.switcher.preload()
         if self.freezeHeap:
             freezeStartupHeap()
 
@@ -129,6 +131,7 @@ def makeLlmuxService(
     reactor: Any,
     logObserver: ILogObserver | None = None,
     freezeHeap: bool = False,
+    eviction: IEvictionPolicy | None = None,
 ) -> LlmuxService:
     """
     Assemble a ready-to-start llmux service.
@@ -137,10 +140,14 @@ def makeLlmuxService(
     @param reactor: provides process spawning, time and networking.
     @param logObserver: where the log goes, if not where twistd sends it.
     @param freezeHeap: see L{LlmuxService}.
+    @param eviction: the eviction policy; by default the one the config
+        names, found through the plugin system.
     """
+    if eviction is None:
+        eviction = buildEvictionPolicy(config.eviction)
     metrics = Metrics()
     hooks = HookRunner(reactor, timeouts=config.hook_timeouts)
-    switcher = Switcher(config, policy, hooks, reactor, metrics)
+    switcher = Switcher(config, policy, hooks, reactor, metrics, eviction)
     metrics.watch(switcher)
     agent, pool = backendAgent(reactor)
     root = buildRoot(switcher, config, agent, metrics, reactor)

@@ -19,9 +19,16 @@ from twisted.python import usage
 
 from . import __version__
 from .config import Config, ConfigError, loadConfig
-from .interfaces import ISwitchPolicy
+from .interfaces import IEvictionPolicy, ISwitchPolicy
 from .logs import FORMATS, makeObserver, setVerbose
-from .policies import PolicyConflict, UnknownPolicy, buildPolicy, findPolicies
+from .policies import (
+    PolicyConflict,
+    UnknownPolicy,
+    buildEvictionPolicy,
+    buildPolicy,
+    findEvictionPolicies,
+    findPolicies,
+)
 
 __all__ = ["Options", "makeService"]
 
@@ -93,6 +100,7 @@ class Options(usage.Options):
 
     config: Config
     policy: ISwitchPolicy
+    eviction: IEvictionPolicy
     listen: str
     logObserver: ILogObserver | None
 
@@ -105,15 +113,26 @@ class Options(usage.Options):
 
     def opt_list_policies(self) -> None:
         """
-        List the switch policies the plugin system finds, and exit.
+        List the switch and eviction policies the plugin system finds, and
+        exit.
         """
         try:
-            policies = findPolicies()
+            groups: list[tuple[str, dict[str, Any]]] = [
+                ("Switch policies (--policy NAME):", findPolicies()),
+                (
+                    "Eviction policies (eviction: NAME in the config):",
+                    findEvictionPolicies(),
+                ),
+            ]
         except PolicyConflict as e:
             _fail(str(e))
-        width = max(len(name) for name in policies)
-        for name in sorted(policies):
-            print(f"{name:<{width}}  {policies[name].description}")
+        width = max(len(name) for _, found in groups for name in found)
+        for index, (title, found) in enumerate(groups):
+            if index:
+                print()
+            print(title)
+            for name in sorted(found):
+                print(f"  {name:<{width}}  {found[name].description}")
         sys.exit(0)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -133,6 +152,10 @@ class Options(usage.Options):
             _fail(str(e if e.source else e.withSource(self["config"])))
         except (UnknownPolicy, PolicyConflict) as e:
             _fail(str(e))
+        try:
+            self.eviction = buildEvictionPolicy(self.config.eviction)
+        except (UnknownPolicy, PolicyConflict) as e:
+            _fail(f"{self['config']}: eviction: {e}")
         self.listen = self._listenDescription()
         self.logObserver = self._logObserver()
 
@@ -201,4 +224,5 @@ def makeService(options: Options) -> IService:
         reactor,
         options.logObserver,
         freezeHeap=True,
+        eviction=options.eviction,
     )

@@ -1,23 +1,37 @@
 # -*- test-case-name: tests.test_policies -*-
 """
-Switch policies, and how llmux finds them.
+Switch and eviction policies, and how llmux finds them.
 
 Policies are found through the Twisted plugin system: any module in a
 C{twisted/plugins/} directory on the path may define L{IPolicyFactory}
-providers. The built-in C{fifo} and C{round_robin} are found exactly the same
-way as a third-party policy.
+providers (switch policies, C{--policy NAME}) and L{IEvictionPolicyFactory}
+providers (eviction policies, C{eviction: NAME}). The built-in ones are
+found exactly the same way as a third-party policy.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from twisted.plugin import getPlugins
 
 from ..config import PolicyConfig
-from ..interfaces import IPolicyFactory, ISwitchPolicy
+from ..interfaces import (
+    IEvictionPolicy,
+    IEvictionPolicyFactory,
+    IPolicyFactory,
+    ISwitchPolicy,
+)
 
-__all__ = ["PolicyConflict", "UnknownPolicy", "buildPolicy", "findPolicies"]
+__all__ = [
+    "PolicyConflict",
+    "UnknownPolicy",
+    "buildEvictionPolicy",
+    "buildPolicy",
+    "findEvictionPolicies",
+    "findPolicies",
+]
 
 
 class UnknownPolicy(Exception):
@@ -25,9 +39,9 @@ class UnknownPolicy(Exception):
     No policy of that name was found; the message lists the ones that were.
     """
 
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, name: str, known: list[str], kind: str = "policy"):
         choices = ", ".join(sorted(known)) or "none"
-        super().__init__(f"unknown policy {name!r} (found: {choices})")
+        super().__init__(f"unknown {kind} {name!r} (found: {choices})")
         self.name = name
         self.known = known
 
@@ -51,12 +65,26 @@ def findPolicies(package: ModuleType | None = None) -> dict[str, IPolicyFactory]
         default. Tests pass a package of their own.
     @raise PolicyConflict: naming the policy and both factories.
     """
-    found: dict[str, IPolicyFactory] = {}
-    for factory in getPlugins(IPolicyFactory, package):
+    return _find(IPolicyFactory, package, "policy")
+
+
+def findEvictionPolicies(
+    package: ModuleType | None = None,
+) -> dict[str, IEvictionPolicyFactory]:
+    """
+    Every eviction policy the plugin system finds, by name; see
+    L{findPolicies}.
+    """
+    return _find(IEvictionPolicyFactory, package, "eviction policy")
+
+
+def _find(interface: Any, package: ModuleType | None, kind: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for factory in getPlugins(interface, package):
         known = found.setdefault(factory.name, factory)
         if known is not factory and known != factory:
             raise PolicyConflict(
-                f"two plugins define the policy {factory.name!r}:"
+                f"two plugins define the {kind} {factory.name!r}:"
                 f" {known!r} and {factory!r}"
             )
     return found
@@ -76,3 +104,18 @@ def buildPolicy(
     if factory is None:
         raise UnknownPolicy(name, list(policies))
     return factory.buildPolicy(settings)
+
+
+def buildEvictionPolicy(
+    name: str, package: ModuleType | None = None
+) -> IEvictionPolicy:
+    """
+    Find the eviction policy called C{name} and build it.
+
+    @raise UnknownPolicy: if no plugin provides C{name}.
+    """
+    policies = findEvictionPolicies(package)
+    factory = policies.get(name)
+    if factory is None:
+        raise UnknownPolicy(name, list(policies), "eviction policy")
+    return factory.buildEvictionPolicy()

@@ -20,6 +20,7 @@ from twisted.web.server import Request
 
 from llmux.errors import (
     LlmuxError,
+    ModelCannotFit,
     ModelNotFound,
     ModelNotReady,
     RequestTimedOut,
@@ -66,6 +67,7 @@ STATUS_FOR_ERROR: Mapping[type[LlmuxError], int] = {
     RequestTimedOut: 504,
     SwitchFailed: 500,
     ModelNotReady: 503,
+    ModelCannotFit: 503,
 }
 
 _JSON = b"application/json"

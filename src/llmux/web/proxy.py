@@ -26,6 +26,7 @@ counting per chunk.
 
 from __future__ import annotations
 
+import math
 from time import monotonic
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -409,6 +410,9 @@ class _Exchange:
         status = None if error is None else statusForError(error)
         if status is None:
             return failure
+        retryAfter = getattr(error, "retryAfterSecs", None)
+        if retryAfter is not None:
+            self.request.setHeader(b"Retry-After", b"%d" % (math.ceil(retryAfter),))
         self.answered(status)
         writeError(self.request, status, str(error))
         self.end()

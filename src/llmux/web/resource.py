@@ -32,7 +32,7 @@ from twisted.web.server import Request, Site
 
 from llmux import __version__
 from llmux.config import DEFAULT_MAX_BODY_BYTES, Config
-from llmux.interfaces import ISwitcher
+from llmux.interfaces import ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.limits import (
@@ -80,21 +80,35 @@ class _ReadOnlyEndpoint(Resource):
 class ModelsResource(_ReadOnlyEndpoint):
     """
     C{GET /v1/models}: the configured models in the OpenAI list form, sorted
-    by id. The config does not change while llmux runs, so the body is made
-    once.
+    by id, each with its C{status} in llama-swap's shape: C{loaded} while it
+    is up, C{loading} while it wakes, C{unloaded} otherwise.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, switcher: ISwitcher) -> None:
         super().__init__()
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "llmux"}
-            for name in sorted(config.modelNames)
-        ]
-        self._body = json.dumps({"object": "list", "data": data}).encode("utf-8")
+        self._switcher = switcher
 
     def renderGet(self, request: Request) -> bytes:
+        data = [
+            {
+                "id": view.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "llmux",
+                "status": {"value": _loadStatus(view)},
+            }
+            for view in sorted(self._switcher.views(), key=lambda v: v.name)
+        ]
         request.setHeader(b"Content-Type", _JSON)
-        return self._body
+        return json.dumps({"object": "list", "data": data}).encode("utf-8")
+
+
+def _loadStatus(view: ModelView) -> str:
+    if view.up:
+        return "loaded"
+    if view.state is ModelState.WAKING:
+        return "loading"
+    return "unloaded"
 
 
 class HealthResource(_ReadOnlyEndpoint):
@@ -189,7 +203,7 @@ def buildRoot(
         proxy's wait for backend response headers.
     """
     routes: dict[bytes, IResource] = {
-        b"/v1/models": ModelsResource(config),
+        b"/v1/models": ModelsResource(switcher),
         b"/health": HealthResource(),
         b"/metrics": MetricsResource(metrics.registry),
         b"/llmux/status": StatusResource(switcher, clock),

@@ -1,11 +1,12 @@
 """
-llmux's built-in switch policies, registered as Twisted plugins.
+llmux's built-in switch and eviction policies, registered as Twisted plugins.
 
 They are found by L{twisted.plugin.getPlugins} exactly as a third-party
 policy package's plugins are. Keep this file import-light.
 """
 
 from llmux.policies.base import PolicyFactory
+from llmux.policies.eviction import EvictionFactory
 
 fifo = PolicyFactory(
     name="fifo",
@@ -29,4 +30,22 @@ cost_aware = PolicyFactory(
         " max_wait_secs bounds every wait."
     ),
     builder="llmux.policies.cost_aware.CostAwarePolicy.fromConfig",
+)
+
+lru = EvictionFactory(
+    name="lru",
+    description=(
+        "Evict idle models before busy ones, as few as possible, least"
+        " recently used first."
+    ),
+    builder="llmux.policies.lru.LruEviction",
+)
+
+cheapest_wake = EvictionFactory(
+    name="cheapest_wake",
+    description=(
+        "Evict the models that are cheapest to wake again (measured), so"
+        " expensive ones stay resident."
+    ),
+    builder="llmux.policies.cheapest_wake.CheapestWakeEviction",
 )

@@ -27,12 +27,16 @@ __all__ = ["FakeHookRunner", "HookCall"]
 class HookCall:
     """
     One recorded run of a hook, ended by L{FakeHookRunner.finish}.
+
+    @ivar config: the model's config as the hook was run for it (placed,
+        when it runs for a placement).
     """
 
     model: str
     hook: str
     started: float
     deferred: Deferred[HookResult]
+    config: ModelConfig | None = None
 
     @property
     def pending(self) -> bool:
@@ -59,7 +63,7 @@ class FakeHookRunner:
 
     def run(self, model: object, hook: str) -> Deferred[HookResult]:
         assert isinstance(model, ModelConfig)
-        call = HookCall(model.name, hook, self.clock.seconds(), Deferred())
+        call = HookCall(model.name, hook, self.clock.seconds(), Deferred(), model)
         self.calls.append(call)
         duration = self.durations.get((model.name, hook), self.durations.get(hook))
         if duration is not None:

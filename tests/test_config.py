@@ -367,3 +367,242 @@ class ValidationTests(SynchronousTestCase):
             parseConfig(data)
         except ConfigError as e:
             self.assertNotIn("\n", str(e))
+
+
+def gpuModel(port: int, **extra: Any) -> dict[str, Any]:
+    return {"port": port, "wake": "w", "sleep": "s", "alive": "a", **extra}
+
+
+class ResidencyConfigTests(SynchronousTestCase):
+    """
+    The residency keys (SPEC section 9) and their one-line errors.
+    """
+
+    def assertRejected(self, data: Any, message: str) -> None:
+        with self.assertRaises(ConfigError) as caught:
+            parseConfig(data)
+        self.assertEqual(str(caught.exception), message)
+
+    def test_full(self) -> None:
+        """
+        The example of the spec loads, with every key as given.
+        """
+        config = parseConfig(
+            {
+                "capacity": {"gpu0": 80, "gpu1": 80, "ram": 256},
+                "eviction": "cheapest_wake",
+                "models": {
+                    "chat": gpuModel(
+                        8001,
+                        resources={"gpu0": 70, "gpu1": 70},
+                        asleep_resources={"ram": 140},
+                        unload="./stop-chat.sh",
+                        unload_after_secs=600,
+                        idle_ttl_secs=1800,
+                    ),
+                    "coder": gpuModel(8002, resources=[{"gpu0": 30}, {"gpu1": 30}]),
+                    "embed": gpuModel(
+                        8003,
+                        resources={"gpu0": 4},
+                        pin=True,
+                        preload=True,
+                        max_in_flight=8,
+                    ),
+                },
+            }
+        )
+        self.assertEqual(config.capacity, {"gpu0": 80, "gpu1": 80, "ram": 256})
+        self.assertEqual(config.eviction, "cheapest_wake")
+        chat, coder, embed = config.models
+        self.assertEqual(chat.resources, ({"gpu0": 70, "gpu1": 70},))
+        self.assertEqual(chat.asleep_resources, {"ram": 140})
+        self.assertEqual(
+            (chat.unload, chat.unload_after_secs, chat.idle_ttl_secs),
+            ("./stop-chat.sh", 600, 1800),
+        )
+        self.assertEqual(coder.resources, ({"gpu0": 30}, {"gpu1": 30}))
+        self.assertEqual(
+            (embed.pin, embed.preload, embed.max_in_flight), (True, True, 8)
+        )
+        self.assertEqual(
+            (coder.unload, coder.idle_ttl_secs, coder.pin, coder.max_in_flight),
+            (None, None, False, None),
+        )
+
+    def test_defaults(self) -> None:
+        """
+        Without the new keys: no capacity (one model at a time), lru, and
+        every model exclusive.
+        """
+        config = parseConfig({"models": {"a": gpuModel(1)}})
+        self.assertIsNone(config.capacity)
+        self.assertEqual(config.eviction, "lru")
+        self.assertEqual(config.pools, {"*": 1.0})
+        self.assertEqual(config.models[0].placementsWithin(config.pools), ({"*": 1.0},))
+
+    def test_exclusiveWithCapacity(self) -> None:
+        """
+        A model without resources holds every pool entirely, its own
+        asleep_resources included.
+        """
+        config = parseConfig(
+            {
+                "capacity": {"gpu": 80, "ram": 100},
+                "models": {"a": gpuModel(1, asleep_resources={"ram": 30})},
+            }
+        )
+        self.assertEqual(
+            config.models[0].placementsWithin(config.pools), ({"gpu": 80, "ram": 70},)
+        )
+
+    def test_mistakes(self) -> None:
+        cap = {"gpu": 80, "ram": 100}
+        cases: list[tuple[dict[str, Any], str]] = [
+            (
+                {"capacity": [1], "models": {"a": gpuModel(1)}},
+                "capacity: must be a mapping of pool name to units",
+            ),
+            (
+                {"capacity": {}, "models": {"a": gpuModel(1)}},
+                "capacity: is empty (name at least one pool, or leave capacity out)",
+            ),
+            (
+                {"capacity": {"gpu": 0}, "models": {"a": gpuModel(1)}},
+                "capacity.gpu: must be above 0, not 0",
+            ),
+            (
+                {"models": {"a": gpuModel(1, resources={"gpu": 1})}},
+                "models.a.resources: needs a top-level capacity table to count against",
+            ),
+            (
+                {"capacity": cap, "models": {"a": gpuModel(1, resources={"gpu9": 1})}},
+                "models.a.resources.gpu9: unknown pool (capacity has: gpu, ram)",
+            ),
+            (
+                {"capacity": cap, "models": {"a": gpuModel(1, resources={"gpu": -2})}},
+                "models.a.resources.gpu: must be above 0, not -2",
+            ),
+            (
+                {"capacity": cap, "models": {"a": gpuModel(1, resources=[])}},
+                "models.a.resources: is an empty list (give at least one placement)",
+            ),
+            (
+                {
+                    "capacity": cap,
+                    "models": {"a": gpuModel(1, resources=[{"gpu": 1}, 3])},
+                },
+                "models.a.resources[1]: must be a mapping of pool name to units",
+            ),
+            (
+                {"capacity": cap, "models": {"a": gpuModel(1, resources={"gpu": 90})}},
+                "models.a.resources: can never fit: gpu needs 90 of 80",
+            ),
+            (
+                {
+                    "capacity": cap,
+                    "models": {
+                        "a": gpuModel(1, asleep_resources={"ram": 70}),
+                        "b": gpuModel(
+                            2, resources={"gpu": 10}, asleep_resources={"ram": 40}
+                        ),
+                    },
+                },
+                "models.b.asleep_resources: models without an unload hook keep their"
+                " asleep_resources for good, and together ram needs 110 of 100",
+            ),
+            (
+                {
+                    "capacity": cap,
+                    "models": {
+                        "a": gpuModel(
+                            1, resources={"gpu": 10}, asleep_resources={"ram": 70}
+                        ),
+                        "b": gpuModel(2, resources={"ram": 40}),
+                    },
+                },
+                "models.b.resources: can never fit: ram needs 40 of 30 (beside the"
+                " asleep_resources other models keep)",
+            ),
+            (
+                {
+                    "capacity": cap,
+                    "models": {
+                        "a": gpuModel(1, resources={"gpu": 50}, pin=True),
+                        "b": gpuModel(
+                            2, resources=[{"gpu": 40}, {"ram": 20}], pin=True
+                        ),
+                        "c": gpuModel(3, resources={"gpu": 40}, pin=True),
+                    },
+                },
+                "models.c.pin: cannot be awake together with pinned model(s) a, b:"
+                " their resources exceed the capacity",
+            ),
+            (
+                {"models": {"a": gpuModel(1, pin=True), "b": gpuModel(2, pin=True)}},
+                "models.b.pin: cannot be awake together with pinned model(s) a:"
+                " without a capacity table, one model is awake at a time",
+            ),
+            (
+                {"models": {"a": gpuModel(1, unload_after_secs=60)}},
+                "models.a.unload_after_secs: needs an unload hook",
+            ),
+            (
+                {"models": {"a": gpuModel(1, unload="")}},
+                "models.a.unload: must be a non-empty string (a path or a script)",
+            ),
+            (
+                {"models": {"a": gpuModel(1, idle_ttl_secs=0)}},
+                "models.a.idle_ttl_secs: must be above 0, not 0",
+            ),
+            (
+                {"models": {"a": gpuModel(1, max_in_flight=0)}},
+                "models.a.max_in_flight: must be a whole number of 1 or more, not 0",
+            ),
+            (
+                {"models": {"a": gpuModel(1, pin="yes")}},
+                "models.a.pin: must be true or false",
+            ),
+            (
+                {"models": {"a": gpuModel(1)}, "eviction": ""},
+                "eviction: must be a name, not ''",
+            ),
+        ]
+        for data, message in cases:
+            self.assertRejected(data, message)
+
+    def test_pinnedPlacementsSearched(self) -> None:
+        """
+        Pinned models fit together when some choice of their placements
+        does, not only their first placements.
+        """
+        parseConfig(
+            {
+                "capacity": {"gpu0": 80, "gpu1": 80},
+                "models": {
+                    "a": gpuModel(1, resources=[{"gpu0": 50}, {"gpu1": 50}], pin=True),
+                    "b": gpuModel(2, resources=[{"gpu0": 50}, {"gpu1": 50}], pin=True),
+                },
+            }
+        )
+
+    def test_policyTable(self) -> None:
+        """
+        PolicyConfig.table() gives back every key of the policy table.
+        """
+        config = parseConfig(
+            {
+                "models": {"a": gpuModel(1)},
+                "policy": {"drain_timeout_secs": 9, "max_queue": 3, "quantum_secs": 4},
+            }
+        )
+        self.assertEqual(
+            config.policy.table(),
+            {
+                "request_timeout_secs": None,
+                "drain_before_switch": True,
+                "drain_timeout_secs": 9,
+                "min_active_secs": 0,
+                "max_queue": 3,
+                "quantum_secs": 4,
+            },
+        )

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.interfaces import IDelayedCall, IProcessProtocol
 from twisted.internet.task import Clock, deferLater
@@ -503,6 +504,34 @@ class HookRunnerTests(TestCase):
                 [c.getTime() for c in clock.getDelayedCalls()], expected, hook
             )
             self.assertTrue((await running).succeeded)
+
+    async def test_unloadHook(self) -> None:
+        """
+        The C{unload} hook runs like the others, under the C{sleep} timeout;
+        a model without one cannot run it.
+        """
+        clock = Clock()
+        runner = HookRunner(_SplitReactor(clock), timeouts={"sleep": 2, "wake": 9})
+        model = attrs.evolve(self.model("false"), unload="echo unloaded $LLMUX_MODEL")
+        running = runner.run(model, "unload")
+        self.assertEqual([c.getTime() for c in clock.getDelayedCalls()], [2.0])
+        result = await running
+        self.assertEqual((result.hook, result.stdout), ("unload", b"unloaded m\n"))
+        with self.assertRaises(ValueError):
+            runner.run(self.model("true"), "unload")
+
+    async def test_placementEnvironment(self) -> None:
+        """
+        A hook run for a placement of a declared capacity sees
+        C{LLMUX_PLACEMENT} and C{LLMUX_POOLS}.
+        """
+        model = attrs.evolve(
+            self.model('printf "%s %s" "$LLMUX_PLACEMENT" "$LLMUX_POOLS"'),
+            resources=({"gpu0": 30}, {"gpu1": 30, "ram": 8}),
+            pools=("gpu0", "gpu1", "ram"),
+        )
+        result = await HookRunner(reactor).run(model.placed(1), "wake")
+        self.assertEqual(result.stdout, b"1 gpu1,ram")
 
     async def test_clockDrivenTimeout(self) -> None:
         """

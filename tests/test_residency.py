@@ -833,3 +833,87 @@ class EvictionPolicyTests(SynchronousTestCase):
         h.hooks.durations = {}
         h.acquire("T")
         self.assertEqual(h.hooks.log()[-1], ("Fast", "sleep"))
+
+
+class VisibilityTests(SynchronousTestCase):
+    """
+    What the status document and the metrics show of residency.
+    """
+
+    def test_status(self) -> None:
+        """
+        The status shows the capacity, what is used, and per model its
+        state, placement, holdings, pin, idle expiry and what blocks it.
+        """
+        h = Residency(
+            {"gpu0": 80, "gpu1": 80},
+            {
+                "A": {"resources": {"gpu0": 60}, "idle_ttl_secs": 100},
+                "B": {"resources": {"gpu0": 60}},
+                "P": {"resources": {"gpu1": 10}, "pin": True},
+            },
+        )
+        slot = h.wake("A")
+        h.acquire("B")
+        status = h.switcher.status()
+        self.assertEqual(status["capacity"], {"gpu0": 80, "gpu1": 80})
+        self.assertEqual(status["used"], {"gpu0": 60, "gpu1": 0})
+        self.assertEqual(status["awake"], ["A"])
+        self.assertEqual(status["eviction"], {"name": "lru"})
+        self.assertEqual(status["switching"], {"from": "A", "to": "B"})
+        a, b, p = (status["models"][name] for name in ("A", "B", "P"))
+        self.assertEqual(
+            (a["state"], a["placement"], a["holds"], a["draining"]),
+            ("draining", 0, {"gpu0": 60}, True),
+        )
+        self.assertEqual(
+            b["blocked_by"], [{"model": "A", "reason": "draining (1 in flight)"}]
+        )
+        self.assertEqual((b["state"], b["holds"], b["queue_depth"]), ("asleep", {}, 1))
+        self.assertEqual((p["pinned"], p["state"]), (True, "asleep"))
+        slot.release()
+        h.hooks.finishNext("A", "sleep")
+        self.assertEqual(h.switcher.status()["models"]["B"]["state"], "waking")
+        h.hooks.finishNext("B", "wake")
+        self.assertEqual(h.switcher.status()["models"]["B"]["blocked_by"], [])
+
+    def test_idleExpiry(self) -> None:
+        """
+        idle_expires_in_secs counts down while the idle clock runs.
+        """
+        h = Residency({"gpu": 80}, {"A": gpu(40, idle_ttl_secs=100)})
+        h.wake("A").release()
+        h.clock.advance(40)
+        self.assertEqual(h.switcher.status()["models"]["A"]["idle_expires_in_secs"], 60)
+
+    def test_metrics(self) -> None:
+        """
+        The metrics show each model's state, the capacity, what is used and
+        the evictions by reason.
+        """
+        from prometheus_client import generate_latest
+
+        from llmux.metrics import Metrics
+
+        metrics = Metrics()
+        clock = Clock()
+        hooks = FakeHookRunner(clock)
+        config = residencyConfig({"gpu": 80}, {"A": gpu(60), "B": gpu(60)})
+        switcher = Switcher(config, FifoPolicy(), hooks, clock, metrics)
+        metrics.watch(switcher)
+        first = Outcome.of(switcher.acquire("A"))
+        hooks.finishNext("A", "wake")
+        assert first.slot is not None
+        first.slot.release()
+        Outcome.of(switcher.acquire("B"))
+        text = generate_latest(metrics.registry).decode()
+        for line in [
+            'llmux_model_state{model="A",state="awake"} 0.0',
+            'llmux_model_state{model="A",state="sleeping"} 1.0',
+            'llmux_model_state{model="B",state="asleep"} 1.0',
+            'llmux_active_model{model="A"} 0.0',
+            'llmux_capacity_units{pool="gpu"} 80.0',
+            'llmux_capacity_used_units{pool="gpu"} 60.0',
+            'llmux_evictions_total{model="A",reason="capacity"} 1.0',
+        ]:
+            self.assertIn(line + "\n", text)

@@ -134,6 +134,25 @@ class OptionsTests(SynchronousTestCase):
             "llmux: error: unknown policy 'nope' (found: cost_aware, fifo, round_robin)\n",
         )
 
+    def test_evictionPolicy(self) -> None:
+        """
+        The config's eviction policy is built through the plugin system; an
+        unknown name is one line naming the file and the key, and listing
+        the eviction policies found.
+        """
+        base = CONFIG.replace("  quantum_secs: 12\n", "")
+        options = self.parse(
+            "-c", writeConfig(self, base + "eviction: cheapest_wake\n")
+        )
+        self.assertEqual(options.eviction.name, "cheapest_wake")
+        self.assertEqual(self.parse("-c", writeConfig(self, base)).eviction.name, "lru")
+        path = writeConfig(self, base + "eviction: nope\n")
+        self.assertEqual(
+            self.fails("-c", path),
+            f"llmux: error: {path}: eviction: unknown eviction policy 'nope'"
+            " (found: cheapest_wake, lru)\n",
+        )
+
     def test_badOptions(self) -> None:
         """
         Unknown options, bad ports and bad endpoints are one line each.

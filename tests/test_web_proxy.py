@@ -47,6 +47,7 @@ from llmux.config import Config, ModelConfig
 from llmux.cost import CostTracker
 from llmux.errors import (
     LlmuxError,
+    ModelCannotFit,
     ModelNotFound,
     ModelNotReady,
     RequestTimedOut,
@@ -781,6 +782,20 @@ class ErrorTests(ProxyTestCase):
         self.switcher.errors["alpha"] = ModelNotReady("alpha", "shutting down")
         await self.assertError(
             self.post("/v1/x", "alpha"), 503, "Model not ready: alpha (shutting down)"
+        )
+
+    async def test_cannotFit(self) -> None:
+        """
+        A model kept out by pinned models: 503 with Retry-After, in whole
+        seconds rounded up.
+        """
+        self.switcher.errors["alpha"] = ModelCannotFit("alpha", ("embed",), 42.5)
+        response = await self.post("/v1/x", "alpha")
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"43"])
+        await self.assertError(
+            succeed(response),
+            503,
+            "Model alpha cannot fit: capacity held by pinned models embed",
         )
 
     async def test_backendRefused(self) -> None:

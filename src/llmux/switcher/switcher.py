@@ -78,7 +78,7 @@ from ..interfaces import (
 )
 from ..logs import observer
 from ..resources import fits
-from .ledger import Ledger
+from .ledger import Ledger, LedgerError
 from .model import (
     ASLEEP,
     AWAKE,
@@ -786,25 +786,21 @@ class Switcher(SwitcherViews):
                 model=model.name,
                 error=result.describeFailure(),
             )
-        self._settle(model, UNLOADED)
         self.log.info(
             "{model} unloaded ({reason})",
             event="model_unloaded",
             model=model.name,
             reason=reason,
         )
+        self._settle(model, UNLOADED)
 
     async def _wake(self, plan: Plan) -> None:
         new = plan.target
-        free = self._free(excluding=plan)
-        if not fits(self._needs(new)[plan.placement], free):
-            # Cannot happen while plans set aside what they need.
-            self.log.error(
-                "{model}: no room left to wake it",
-                event="switch_failed",
-                model=new.name,
-            )
-            return
+        need = self._needs(new)[plan.placement]
+        if not fits(need, self._free(excluding=plan)):
+            # Cannot happen while plans set aside what they need; if it did,
+            # the plan's waiters are answered (see _crashed).
+            raise LedgerError(f"no room left to wake {new.name}: {dict(need)}")
         new.placement = plan.placement
         new.enter(WAKING)
         new.cancelTimer()
@@ -851,12 +847,12 @@ class Switcher(SwitcherViews):
         )
         new.enter(SLEEPING)
         await self._runHook(new, "sleep")
-        self._settle(new, FAILED)
         failedAt = self._clock.seconds()
         self._modelFailedAt[new.name] = failedAt
         for pool in new.placements[plan.placement]:
             self._failedAt[pool] = failedAt
         self.lastError = f"{new.name}: {detail}"
+        self._settle(new, FAILED)
         self._failWaiters(new, SwitchFailed(new.name, detail))
 
     def _leave(self, model: Resident, state: ModelState) -> None:

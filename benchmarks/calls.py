@@ -12,7 +12,8 @@ request limits, timers). Run from a checkout::
     PYTHONPATH=src python benchmarks/calls.py
 
 It prints calls per request for each proxy and the functions whose call
-counts differ most. C{serve llmux|treq N} instead only serves N requests,
+counts differ most, and for llmux on a residency config too (two models
+awake under a C{capacity:} table). C{serve llmux|treq N} instead only serves N requests,
 for counting machine instructions with valgrind: the difference between two
 counts, divided by the difference in requests, is the instructions per
 request, start-up cancelled out::
@@ -100,10 +101,34 @@ class _InstantAgent:
         return succeed(_Answer())
 
 
+HOOKS = {"wake": "true", "sleep": "true", "alive": "true"}
+
+
 def llmuxSite(agent: IAgent) -> Site:
     """
     llmux's site with one model, adopted as awake (no hook runs).
     """
+    return _llmuxSite(agent, {"models": {"bench": {"port": 9, **HOOKS}}})
+
+
+def residencySite(agent: IAgent) -> Site:
+    """
+    llmux's site with a capacity table and two models, both adopted as
+    awake: C{bench}, which serves, and another beside it.
+    """
+    return _llmuxSite(
+        agent,
+        {
+            "capacity": {"gpu0": 80, "gpu1": 80},
+            "models": {
+                "bench": {"port": 9, "resources": {"gpu0": 30}, **HOOKS},
+                "resident": {"port": 10, "resources": {"gpu1": 30}, **HOOKS},
+            },
+        },
+    )
+
+
+def _llmuxSite(agent: IAgent, data: dict[str, Any]) -> Site:
     from llmux.config import parseConfig
     from llmux.metrics import Metrics
     from llmux.policies import buildPolicy
@@ -111,14 +136,14 @@ def llmuxSite(agent: IAgent) -> Site:
     from llmux.testing.hooks import FakeHookRunner
     from llmux.web.resource import buildRoot, makeSite
 
-    hooks = {"port": 9, "wake": "true", "sleep": "true", "alive": "true"}
-    config = parseConfig({"models": {"bench": hooks}})
+    config = parseConfig(data)
     metrics = Metrics()
     policy = buildPolicy("fifo", config.policy)
     switcher = Switcher(config, policy, FakeHookRunner(reactor), reactor, metrics)
     metrics.watch(switcher)
     switcher.start()
-    switcher.adopt("bench")
+    for name in config.modelNames:
+        switcher.adopt(name)
     root = buildRoot(switcher, config, agent, metrics, reactor)
     return makeSite(root, metrics=metrics, clock=reactor)
 
@@ -176,10 +201,15 @@ def main() -> None:
     """
     treqCalls, treqByFunction = callsPerFunction(treqSite)
     llmuxCalls, llmuxByFunction = callsPerFunction(llmuxSite)
+    residentCalls, _ = callsPerFunction(residencySite)
     print(f"minimal treq proxy: {treqCalls:.0f} Python calls per request")
     print(
         f"llmux:              {llmuxCalls:.0f} Python calls per request"
         f" ({llmuxCalls / treqCalls:.2f}x)"
+    )
+    print(
+        f"llmux, capacity:    {residentCalls:.0f} Python calls per request"
+        f" ({residentCalls / treqCalls:.2f}x)"
     )
     print("\ncalls per request, llmux minus the minimal proxy, largest first:")
     difference = Counter(llmuxByFunction)
@@ -190,7 +220,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        makeSite = {"llmux": llmuxSite, "treq": treqSite}[sys.argv[2]]
+        makeSite = {"llmux": llmuxSite, "capacity": residencySite, "treq": treqSite}[
+            sys.argv[2]
+        ]
         serve(makeSite(_InstantAgent()), int(sys.argv[3]))
     else:
         main()

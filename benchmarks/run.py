@@ -17,7 +17,9 @@ It starts, on 127.0.0.1 only:
     (C{twisted.web.proxy.ReverseProxyResource}, C{benchmarks/rp_proxy.py})
     and I{llmux} itself, run through its console-script entry point
     (C{llmux._cli.main}) from this checkout's C{src/} on a config whose
-    hooks start nothing.
+    hooks start nothing; with C{--capacity}, also I{llmux-capacity}: the
+    same llmux on a config with a C{capacity:} table and two models awake
+    at once (L{CAPACITY}, L{RESIDENTS}).
 
 Then it measures, target after target in each round (so slow drifts of the
 machine hit every target alike), and reports medians over the rounds:
@@ -84,7 +86,25 @@ LABELS = {
     "treq": "minimal treq proxy",
     "rp": "ReverseProxyResource",
     "llmux": "llmux",
+    "llmux-capacity": "llmux with capacity",
 }
+
+#: The target C{--capacity} adds: llmux from the same source tree as
+#: I{llmux}, on a config with a C{capacity:} table (residency, issue 11).
+CAPACITY_TARGET = "llmux-capacity"
+#: Its capacity table.
+CAPACITY: dict[str, float] = {"gpu0": 80, "gpu1": 80}
+#: Its models and what each adds to the plain model entry: the measured model
+#: keeps the name C{bench} (the load generators ask for it), and a second
+#: model, awake too, on the backend's second port, so every request is
+#: served with two residents booked against the capacity.
+RESIDENTS: dict[str, dict[str, Any]] = {
+    "bench": {"resources": {"gpu0": 30}},
+    "resident": {"resources": {"gpu1": 30}, "preload": True},
+}
+#: The name under which C{--compare} gives the tree that the I{within 5% of
+#: before} targets compare llmux against (issue 11): C{--compare before=DIR}.
+BEFORE_TARGET = "llmux-before"
 
 
 @dataclass
@@ -317,18 +337,85 @@ def llmuxCommand(source: Path, configPath: Path, port: int) -> tuple[list[str], 
     return argv, env
 
 
-def writeConfig(path: Path, models: dict[str, tuple[int, str]]) -> None:
+def writeConfig(
+    path: Path,
+    models: dict[str, tuple[int, str]],
+    capacity: dict[str, float] | None = None,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """
     Write an llmux config (JSON, which llmux reads as such): model name ->
-    (backend port, wake hook); sleep and alive hooks are C{true}.
+    (backend port, wake hook); sleep and alive hooks are C{true}. With
+    C{capacity}, the config declares that C{capacity:} table, and C{extra}
+    adds keys to models' entries (C{resources}, C{preload}, ...).
+
+    @return: the config written.
     """
-    config = {
+    config: dict[str, Any] = {
         "models": {
-            name: {"port": port, "wake": wake, "sleep": "true", "alive": "true"}
+            name: {
+                "port": port,
+                "wake": wake,
+                "sleep": "true",
+                "alive": "true",
+                **(extra or {}).get(name, {}),
+            }
             for name, (port, wake) in models.items()
         },
     }
+    if capacity is not None:
+        config = {"capacity": capacity, **config}
     path.write_text(json.dumps(config, indent=2))
+    return config
+
+
+def llmuxSourceTree(path: Path) -> Path:
+    """
+    The directory to put on C{PYTHONPATH} to run the llmux of C{path}: the
+    directory holding the C{llmux} package, or a checkout whose C{src/} does.
+    Anything else is an error: Python would silently import the installed
+    llmux instead.
+    """
+    path = path.resolve()
+    for candidate in (path, path / "src"):
+        if (candidate / "llmux" / "__init__.py").is_file():
+            return candidate
+    raise SystemExit(f"{path}: no llmux package in it or in its src/")
+
+
+def residencyStatus(port: int) -> dict[str, Any]:
+    """
+    The residency part of llmux's C{/llmux/status}: the models awake, the
+    capacity, what is used of it, and each model's state and holdings.
+    """
+    status = json.loads(request(port, "/llmux/status")[1])
+    return {
+        "awake": status.get("awake"),
+        "capacity": status.get("capacity"),
+        "used": status.get("used"),
+        "models": {
+            name: {"state": model.get("state"), "holds": model.get("holds")}
+            for name, model in status.get("models", {}).items()
+        },
+    }
+
+
+def waitForResidents(port: int, timeout: float = 15.0) -> dict[str, Any]:
+    """
+    Wait until every model of L{RESIDENTS} is awake in the llmux listening
+    on C{port}, and return its L{residencyStatus}.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        status = residencyStatus(port)
+        if set(status["awake"] or ()) >= set(RESIDENTS):
+            return status
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{CAPACITY_TARGET}: expected {sorted(RESIDENTS)} awake, "
+                f"status says {json.dumps(status)}"
+            )
+        time.sleep(0.1)
 
 
 # -- load ------------------------------------------------------------------------
@@ -719,7 +806,10 @@ def wakeupLatency(
     On a virtual machine an idle virtual CPU may take milliseconds to be
     woken, and every low-rate measurement (concurrency 1, switches) pays it.
     """
-    sender, receiver = socket.socketpair()
+    # Datagrams, not a byte stream: two time stamps sent while the receiver
+    # waits for a core must not arrive as one (it would then wait forever
+    # for a hundredth, and the harness with it).
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:  # the receiver
         try:
@@ -742,7 +832,10 @@ def wakeupLatency(
             sender.send(str(time.time_ns()).encode())
         data = b""
         while not data.endswith(b"\n"):
-            data += sender.recv(65536)
+            chunk = sender.recv(65536)
+            if not chunk:
+                raise RuntimeError("the wake-up latency receiver exited early")
+            data += chunk
     finally:
         os.waitpid(pid, 0)
         sender.close()
@@ -858,7 +951,7 @@ def median(values: list[float | None]) -> float | None:
 
 def summarise(
     http: dict[str, dict[str, list[dict[str, Any]]]],
-    streams: dict[str, list[dict[str, Any]]],
+    streams: dict[str, dict[str, list[dict[str, Any]]]],
     scale: dict[str, dict[str, Any]],
     switch: dict[str, Any] | None,
 ) -> dict[str, dict[str, Any]]:
@@ -1009,6 +1102,9 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
     names += [n for n in summary if n not in TARGET_ORDER]
     header = ["metric", *(LABELS.get(n, n) for n in names)]
     header += ["llmux / treq", "llmux / direct", "llmux / nginx"]
+    capacity = summary.get(CAPACITY_TARGET, {})
+    if capacity:
+        header.append("with capacity / llmux")
     lines = [
         "| " + " | ".join(header) + " |",
         "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |",
@@ -1023,6 +1119,12 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
                 cells.append(ratio(llmux.get(key), summary[other].get(key)))
             else:
                 cells.append("-")
+        if capacity:
+            cells.append(
+                ratio(capacity.get(key), llmux.get(key))
+                if compare == "ratio" and llmux
+                else "-"
+            )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -1107,6 +1209,7 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             lambda v: v < 5,
         ),
     ]
+    checks += fastPathChecks(summary)
     return [
         {
             "target": name,
@@ -1116,6 +1219,47 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for name, value, goal, test in checks
     ]
+
+
+def fastPathChecks(
+    summary: dict[str, dict[str, Any]],
+) -> list[tuple[str, Any, Any, Callable[[Any], bool]]]:
+    """
+    Issue 11's targets, "the fast path (a request for an awake model) within
+    5% of before, with and without C{capacity:}", for the targets present:
+    llmux with capacity against llmux, and llmux and llmux with capacity
+    against the tree given as C{--compare before=DIR}. Each on CPU time per
+    request and requests/s at concurrency 64.
+    """
+    pairs = [
+        (CAPACITY_TARGET, "llmux"),
+        ("llmux", BEFORE_TARGET),
+        (CAPACITY_TARGET, BEFORE_TARGET),
+    ]
+    checks: list[tuple[str, Any, Any, Callable[[Any], bool]]] = []
+    for name, base in pairs:
+        if name not in summary or base not in summary:
+            continue
+        figures, baseFigures = summary[name], summary[base]
+        cpu = figures.get("cpu_us_per_request_c64")
+        baseCPU = baseFigures.get("cpu_us_per_request_c64")
+        rps = figures.get("rps_c64")
+        baseRPS = baseFigures.get("rps_c64")
+        checks += [
+            (
+                f"CPU per request c=64, {name} / {base}",
+                cpu / baseCPU if cpu and baseCPU else None,
+                "<= 1.05",
+                lambda v: v <= 1.05,
+            ),
+            (
+                f"throughput c=64, {name} / {base}",
+                rps / baseRPS if rps and baseRPS else None,
+                ">= 0.95",
+                lambda v: v >= 0.95,
+            ),
+        ]
+    return checks
 
 
 def machine() -> dict[str, Any]:
@@ -1181,18 +1325,22 @@ def sourceState(source: Path) -> dict[str, Any]:
 def startTargets(
     processes: Processes,
     names: list[str],
-    backendPort: int,
+    backendPorts: tuple[int, int],
     source: Path,
     cpu: int | None,
     backend: subprocess.Popen[bytes],
     variants: dict[str, Path],
+    configs: dict[str, Any],
 ) -> list[Target]:
     """
-    Start every requested target in front of C{backendPort}.
+    Start every requested target in front of the first of C{backendPorts}
+    (the second serves the other model of L{CAPACITY_TARGET}).
 
     @param backend: the backend process, whose costs I{direct} reports.
     @param variants: extra llmux targets: name -> source tree.
+    @param configs: filled with the config of each llmux target.
     """
+    backendPort, otherPort = backendPorts
     workdir = processes.workdir
     started: list[Target] = []
     for name in names:
@@ -1203,8 +1351,18 @@ def startTargets(
         port = freePort()
         if name == "llmux" or name in variants:
             configPath = workdir / f"config-{name}.json"
-            writeConfig(configPath, {"bench": (backendPort, "true")})
+            configs[name] = writeConfig(configPath, {"bench": (backendPort, "true")})
             argv, env = llmuxCommand(variants.get(name, source), configPath, port)
+            process = processes.start(name, argv, cpu, env)
+        elif name == CAPACITY_TARGET:
+            configPath = workdir / f"config-{name}.json"
+            configs[name] = writeConfig(
+                configPath,
+                {"bench": (backendPort, "true"), "resident": (otherPort, "true")},
+                capacity=CAPACITY,
+                extra=RESIDENTS,
+            )
+            argv, env = llmuxCommand(source, configPath, port)
             process = processes.start(name, argv, cpu, env)
         elif name in ("treq", "rp"):
             script = "treq_proxy.py" if name == "treq" else "rp_proxy.py"
@@ -1249,6 +1407,9 @@ def startTargets(
         status, _ = request(target.port, "/v1/chat/completions", chatBody("bench"))
         if status != 200:
             raise RuntimeError(f"{target.name} answered {status}")
+        if target.name == CAPACITY_TARGET:
+            residents = waitForResidents(target.port)
+            log(f"{target.name}: awake {residents['awake']}, used {residents['used']}")
         target.refreshPids()
     return started
 
@@ -1264,7 +1425,9 @@ def argumentParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--targets",
         default=",".join(TARGET_ORDER),
-        help="comma-separated subset of: " + ", ".join(TARGET_ORDER),
+        help="comma-separated subset of: "
+        + ", ".join(TARGET_ORDER)
+        + f" (and {CAPACITY_TARGET}, which --capacity adds)",
     )
     parser.add_argument(
         "--skip",
@@ -1282,7 +1445,15 @@ def argumentParser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=SRC",
-        help="also run the llmux source tree SRC as target llmux-NAME (repeatable)",
+        help="also run the llmux source tree SRC (a checkout or its src/) as target"
+        " llmux-NAME (repeatable); with NAME 'before', llmux (and llmux-capacity)"
+        " are checked against it at the end",
+    )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="also run llmux (from --llmux-src, not the --compare trees) on a config"
+        " with a capacity: table and two models awake, as target " + CAPACITY_TARGET,
     )
     parser.add_argument("--proxy-cpu", type=int, default=1)
     parser.add_argument("--load-cpu", type=int, default=0)
@@ -1305,7 +1476,7 @@ def main() -> None:
     if options.rounds:
         settings = replace(settings, rounds=options.rounds, streamRounds=options.rounds)
     skip = {s for s in options.skip.split(",") if s}
-    source = options.llmux_src.resolve()
+    source = llmuxSourceTree(options.llmux_src)
 
     notes: list[str] = []
     proxyCPU: int | None = options.proxy_cpu
@@ -1324,10 +1495,18 @@ def main() -> None:
         skip.add("scale")
 
     names = [n for n in options.targets.split(",") if n]
+    if options.capacity and CAPACITY_TARGET not in names:
+        # Right after llmux, so the two run next to each other in each round.
+        after = names.index("llmux") + 1 if "llmux" in names else len(names)
+        names.insert(after, CAPACITY_TARGET)
     variants: dict[str, Path] = {}
     for spec in options.compare:
         name, _, path = spec.partition("=")
-        variants[f"llmux-{name}"] = Path(path).resolve()
+        if not name or not path:
+            raise SystemExit(f"--compare {spec}: expected NAME=DIR")
+        if f"llmux-{name}" in (*names, CAPACITY_TARGET):
+            raise SystemExit(f"--compare {spec}: the name llmux-{name} is taken")
+        variants[f"llmux-{name}"] = llmuxSourceTree(Path(path))
         names.append(f"llmux-{name}")
     useWrk = shutil.which("wrk") is not None
     if not useWrk:
@@ -1353,6 +1532,8 @@ def main() -> None:
     processes = Processes(workdir)
     load = Load(loadCPU, useWrk)
     started = time.time()
+    configs: dict[str, Any] = {}
+    residency: dict[str, Any] | None = None
     try:
         backendPorts = (freePort(), freePort())
         backendArgv = [sys.executable, str(HERE / "backend.py")]
@@ -1363,10 +1544,13 @@ def main() -> None:
             waitForPort(port)
         log(f"work directory {workdir}; targets: {', '.join(names)}")
         active = startTargets(
-            processes, names, backendPorts[0], source, proxyCPU, backend, variants
+            processes, names, backendPorts, source, proxyCPU, backend, variants, configs
         )
+        capacityTarget = next((t for t in active if t.name == CAPACITY_TARGET), None)
+        if capacityTarget is not None:
+            residency = {"at_start": residencyStatus(capacityTarget.port)}
         if options.profile:
-            llmux = next(t for t in active if t.name == "llmux")
+            llmux = next(t for t in active if t.name in ("llmux", CAPACITY_TARGET))
             results = HERE / "results"
             results.mkdir(exist_ok=True)
             report = runProfile(llmux, load, settings, results)
@@ -1385,6 +1569,15 @@ def main() -> None:
                 f"switch overhead p50 {switch['overhead_ms']['p50']} ms, "
                 f"p99 {switch['overhead_ms']['p99']} ms"
             )
+        if capacityTarget is not None and residency is not None:
+            # Were both models still awake after the load?
+            residency["at_end"] = residencyStatus(capacityTarget.port)
+            missing = set(RESIDENTS) - set(residency["at_end"]["awake"] or ())
+            if missing:
+                notes.append(
+                    f"{CAPACITY_TARGET}: {', '.join(sorted(missing))} no longer"
+                    f" awake at the end: {json.dumps(residency['at_end'])}"
+                )
     finally:
         processes.stopAll()
     # Kept when the run failed: the processes' logs are in it.
@@ -1398,6 +1591,9 @@ def main() -> None:
         "mode": "quick" if options.quick else "full",
         "machine": machine(),
         "llmux_source": sourceState(source),
+        "compare_sources": {name: sourceState(path) for name, path in variants.items()},
+        "llmux_configs": configs,
+        "residency": residency,
         "settings": asdict(settings),
         "pinning": {"proxy_cpu": proxyCPU, "load_cpu": loadCPU},
         "load_generator": "wrk" if useWrk else "loadgen.py http",

@@ -389,6 +389,46 @@ class EvictionTests(SynchronousTestCase):
         self.assertIsNotNone(t.slot)
         self.assertEqual(h.used(), {"gpu": 110})
 
+    def test_victimWokenElsewhere(self) -> None:
+        """
+        A model put to sleep to make room may be woken again at once where
+        there is room, while the model it made room for still wakes.
+        """
+        h = Residency(
+            {"g0": 100, "g1": 100},
+            {
+                "A": {"resources": [{"g0": 100}, {"g1": 100}]},
+                "B": {"resources": {"g0": 100}},
+            },
+        )
+        h.wake("A").release()
+        b = h.acquire("B")
+        h.hooks.finishNext("A", "sleep")
+        again = h.acquire("A")
+        self.assertEqual(h.hooks.log()[-2:], [("B", "wake"), ("A", "wake")])
+        self.assertEqual(h.switcher.blockers("A"), ())
+        h.hooks.finishNext("A", "wake")
+        h.hooks.finishNext("B", "wake")
+        self.assertIsNotNone(again.slot)
+        self.assertIsNotNone(b.slot)
+        self.assertEqual(h.holds("A"), {"g1": 100})
+        self.assertEqual(h.holds("B"), {"g0": 100})
+
+    def test_victimBlocker(self) -> None:
+        """
+        A request for a model being put to sleep says so, and for whom.
+        """
+        h = Residency({"gpu": 80}, {"A": gpu(60), "B": gpu(60)})
+        slot = h.wake("A")
+        h.acquire("B")
+        h.acquire("A")
+        [blocker] = h.switcher.blockers("A")
+        self.assertEqual(
+            (blocker.model, blocker.reason),
+            ("A", "draining (1 in flight) to make room for B"),
+        )
+        slot.release()
+
     def test_wakeFailsAfterVictimSlept(self) -> None:
         """
         A wake that fails after its victim slept leaves the books right:
@@ -683,8 +723,8 @@ class ConcurrencyTests(SynchronousTestCase):
         self.assertIsNotNone(third.slot)
         self.assertTrue(fourth.waiting)
         self.assertEqual(h.switcher.inFlight("A"), 2)
-        [view] = h.switcher.views()
-        self.assertEqual(view.blockedBy[0].reason, "max_in_flight (2 in flight)")
+        [blocker] = h.switcher.blockers("A")
+        self.assertEqual(blocker.reason, "max_in_flight (2 in flight)")
 
     def test_maxInFlightOnWake(self) -> None:
         """

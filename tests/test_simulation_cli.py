@@ -285,6 +285,45 @@ class SettingsTests(CLITestCase):
         self.assertEqual(settings["round_robin"]["idle_secs"], 1)
         self.assertEqual(settings["fifo"]["min_active_secs"], 3)
 
+    def test_configDrainTimeoutAndMaxQueue(self) -> None:
+        """
+        --config's drain_timeout_secs and max_queue apply too, as every key
+        of its policy: table does.
+
+        A's one request takes 100 s from 10 s on; three requests for B come
+        at 11 s. With max_queue 2 the third is refused; with a 1 s
+        drain_timeout_secs the switch to B gives up on A's drain at 12 s,
+        and B, awake at 22 s, serves its two after 11 s (not after A's
+        100 s).
+        """
+        config = FilePath(self.mktemp() + ".yaml")
+        config.setContent(
+            b"models:\n"
+            b"  A: {port: 8001, wake: w, sleep: s, alive: a}\n"
+            b"  B: {port: 8002, wake: w, sleep: s, alive: a}\n"
+            b"policy:\n"
+            b"  drain_timeout_secs: 1\n"
+            b"  max_queue: 2\n"
+        )
+        trace = FilePath(self.mktemp())
+        trace.setContent(
+            b'{"t": 0, "model": "A", "service_secs": 100}\n'
+            + b'{"t": 11, "model": "B", "service_secs": 1}\n' * 3
+        )
+        document = self.report(
+            "-c",
+            config.path,
+            "--workload",
+            "trace",
+            "--trace",
+            trace.path,
+            "--policies",
+            "fifo",
+        )
+        b = self.policy(document, "fifo")["models"]["B"]
+        self.assertEqual((b["served"], b["refused"]), (2, 1))
+        self.assertEqual(b["wait_secs"]["max"], 11.0)
+
 
 class ErrorTests(CLITestCase):
     def assertUsageError(self, message: str, *argv: str) -> None:

@@ -178,6 +178,9 @@ class FakeSwitcher:
     def pools(self) -> tuple[()]:
         return ()
 
+    def blockers(self, model: str) -> tuple[()]:
+        return ()
+
     # Its models are awake from the start and never sleep: nothing to start,
     # stop, adopt or wake.
 

@@ -520,8 +520,6 @@ class ModelView:
         (awake or draining); else C{None}.
     @ivar idleExpiresInSecs: seconds until its C{idle_ttl_secs} puts it to
         sleep, while that clock runs; else C{None}.
-    @ivar blockedBy: for a model with requests waiting that cannot be woken
-        yet, what is in the way.
     """
 
     name: str
@@ -534,7 +532,6 @@ class ModelView:
     oldestWaitSecs: float | None
     awakeSince: float | None
     idleExpiresInSecs: float | None
-    blockedBy: tuple[Blocker, ...] = ()
 
     @property
     def up(self) -> bool:
@@ -589,7 +586,14 @@ class ISwitcher(Interface):
 
     def views() -> tuple[ModelView, ...]:
         """
-        Every configured model, in config order.
+        Every configured model, in config order. Cheap: read from the books.
+        """
+
+    def blockers(model: str) -> tuple[Blocker, ...]:
+        """
+        What keeps the requests waiting for C{model} waiting: the models that
+        must drain, sleep or finish waking first, and why (empty when none
+        waits). May ask the eviction policy who it would evict.
         """
 
     def pools() -> tuple[PoolView, ...]:

@@ -151,4 +151,6 @@ class Liveness:
         if failures >= limit:
             self._failing.pop(model, None)
             reason = f"alive hook failed {limit} time(s): {result.describeFailure()}"
-            await self._switcher.markDead(model, reason)
+            # Not awaited: its clean-up may take minutes, and the other
+            # models' checks go on meanwhile.
+            self._switcher.markDead(model, reason)

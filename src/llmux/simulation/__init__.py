@@ -7,18 +7,21 @@ plugins on simulated time, and report what each policy did to it.
         --policies fifo,round_robin,cost_aware --svg timelines/
 
 L{Simulation} runs one policy on one L{Scenario}; L{summarize} turns the
-L{Run} into the report's figures.
+L{Run} into the report's figures. A scenario with a capacity, and each
+model's L{Residency}, keeps several models awake at once, as llmux would.
 """
 
 from .engine import Scenario, Simulation, simulate
 from .hooks import SimulatedHookRunner, SwitchCosts
 from .records import Outcome, Run, Sample
+from .residency import Residency
 from .stats import Summary, summarize
 from .workloads import Request, ServiceTimes
 
 __all__ = [
     "Outcome",
     "Request",
+    "Residency",
     "Run",
     "Sample",
     "Scenario",

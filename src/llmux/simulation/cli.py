@@ -3,10 +3,11 @@
 C{llmux simulate}: compare switch policies on a workload before going live.
 
 The options describe a scenario (models, workload, service times, backend
-concurrency, switch costs) and the policies to compare; each policy is
-found through the plugin system and played through the real switcher on
-the same generated requests. The report goes to standard output as a table
-or as JSON; C{--svg DIR} also draws the timelines.
+concurrency, switch costs, and optionally a capacity within which several
+models stay awake) and the policies to compare; each policy is found
+through the plugin system and played through the real switcher on the same
+generated requests. The report goes to standard output as a table or as
+JSON; C{--svg DIR} also draws the timelines.
 
 Exit status: 0 on success, 1 if a policy raised errors during a run (the
 switcher carries on, so the run completes, but the policy is broken), 2 on
@@ -21,11 +22,13 @@ import os
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import attrs
 import yaml
 
 from ..config import (
+    DEFAULT_EVICTION,
     POLICY_KEYS,
     Config,
     ConfigError,
@@ -40,6 +43,14 @@ from .engine import DEFAULT_GRACE_SECS, Scenario, Simulation
 from .hooks import SwitchCosts
 from .records import Run
 from .report import formatTable, reportJSON
+from .residency import (
+    NotationError,
+    Residency,
+    describeResidency,
+    parseAmounts,
+    parseCapacity,
+    parsePlacements,
+)
 from .stats import Summary, summarize
 from .timeline import renderTimeline
 from .workloads import Request, ServiceTimes, TraceError
@@ -88,11 +99,21 @@ utilization:
   serving / (serving + switching + blocked), where blocked is time in which
   requests wait while the GPU neither serves nor switches.
 
+residency:
+  With a capacity (--capacity, or capacity: in --config), several models are
+  awake at once, each holding its --resources (by default all of the
+  capacity), as llmux would keep them live. Amounts are POOL:UNITS joined by
+  +, alternative placements are joined by /, tried in order: --resources
+  chat=gpu0:70+gpu1:70,coder=gpu0:30/gpu1:30. Without a capacity, one model
+  is awake at a time; --no-capacity ignores the config's, for comparison.
+
 examples:
   llmux simulate --workload interleaved --switch-secs 10
   llmux simulate --workload batch-chat --switch-secs 60 --svg out/
   llmux simulate --workload trace --trace requests.jsonl -c config.yaml \\
       --policies fifo,cost_aware --policy-setting cost_aware.max_wait_secs=120
+  llmux simulate --models A,B,C --capacity gpu0=80,gpu1=80 \\
+      --resources A=gpu0:70,B=gpu1:50,C=gpu0:30/gpu1:30
 """
 
 
@@ -137,8 +158,9 @@ def buildParser() -> argparse.ArgumentParser:
         "-c",
         "--config",
         metavar="FILE",
-        help="an llmux config file: its models and its policy: table are used"
-        " (its hooks are not run)",
+        help="an llmux config file: its models, its policy: table, its"
+        " capacity: and eviction: and the models' residency keys are used (its"
+        " hooks are not run)",
     )
     add(
         "--duration",
@@ -254,6 +276,8 @@ def buildParser() -> argparse.ArgumentParser:
         help="the whole cost of one switch (FROM may be idle)",
     )
 
+    _addResidencyOptions(parser)
+
     group = parser.add_argument_group("policies")
     add = group.add_argument
     add(
@@ -302,6 +326,85 @@ def buildParser() -> argparse.ArgumentParser:
         help="draw the timelines up to this time only (default: whole runs)",
     )
     return parser
+
+
+def _addResidencyOptions(parser: argparse.ArgumentParser) -> None:
+    """
+    The options of the residency group: the C{capacity:} table, the
+    eviction policy and the models' residency keys (SPEC section 9). Each
+    replaces what C{--config} says.
+    """
+    group = parser.add_argument_group("residency (several models awake at once)")
+    add = group.add_argument
+    add(
+        "--capacity",
+        action="append",
+        metavar="POOL=UNITS,...",
+        help="the capacity models are awake within, e.g. gpu0=80,gpu1=80"
+        " (default: the config's capacity:, else none: one model awake at a"
+        " time)",
+    )
+    add(
+        "--no-capacity",
+        action="store_true",
+        help="ignore the config's capacity: and the models' resources,"
+        " asleep_resources and pin: one model awake at a time, for comparison",
+    )
+    add(
+        "--resources",
+        action="append",
+        metavar="[MODEL=]POOL:UNITS[+...][/...]",
+        help="what a model holds while awake: amounts joined by +, alternative"
+        " placements by / (default: all of the capacity)",
+    )
+    add(
+        "--asleep-resources",
+        action="append",
+        metavar="[MODEL=]POOL:UNITS[+...]",
+        help="what a model holds while asleep, until unloaded",
+    )
+    add(
+        "--unload",
+        action="append",
+        metavar="MODEL,...",
+        help="models with an unload hook (it ends at once in the simulation)",
+    )
+    add(
+        "--unload-after-secs",
+        action="append",
+        metavar="[MODEL=]S",
+        help="unload a model after this long asleep (needs --unload)",
+    )
+    add(
+        "--idle-ttl-secs",
+        action="append",
+        metavar="[MODEL=]S",
+        help="put a model to sleep after this long with nothing to do",
+    )
+    add(
+        "--pin",
+        action="append",
+        metavar="MODEL,...",
+        help="models never put to sleep to make room for another",
+    )
+    add(
+        "--preload",
+        action="append",
+        metavar="MODEL,...",
+        help="models woken at the start, if they fit without evicting",
+    )
+    add(
+        "--max-in-flight",
+        action="append",
+        metavar="[MODEL=]N",
+        help="requests a model takes at once; more wait in its queue",
+    )
+    add(
+        "--eviction",
+        metavar="NAME",
+        help="the eviction policy, as found by the plugin system (default: the"
+        f" config's eviction:, else {DEFAULT_EVICTION})",
+    )
 
 
 def _number(text: str) -> float:
@@ -436,6 +539,122 @@ def _rates(
     every, single = _perModel(options.rate, "--rate", models, _nonNegative)
     base = default if every is None else every
     return {model: single.get(model, base) for model in models}
+
+
+def _capacity(
+    options: argparse.Namespace, config: Config | None
+) -> dict[str, float] | None:
+    """
+    The capacity: --capacity, else the config's, unless --no-capacity.
+    """
+    if options.no_capacity:
+        given = [
+            option
+            for option, value in (
+                ("--capacity", options.capacity),
+                ("--resources", options.resources),
+                ("--asleep-resources", options.asleep_resources),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"--no-capacity: leave out {', '.join(given)}")
+        return None
+    if options.capacity:
+        try:
+            return parseCapacity(_listOption(options.capacity))
+        except NotationError as e:
+            raise UsageError(f"--capacity: {e}") from None
+    if config is None or config.capacity is None:
+        return None
+    return dict(config.capacity)
+
+
+def _modelList(
+    values: Sequence[str] | None, option: str, models: Sequence[str]
+) -> list[str]:
+    """
+    Read a C{MODEL,...} option.
+
+    @raise UsageError: naming an unknown model.
+    """
+    named = _listOption(values)
+    for model in named:
+        if model not in models:
+            raise UsageError(
+                f"{option} {model}: unknown model (models: {', '.join(models)})"
+            )
+    return named
+
+
+def _residencyChanges(
+    options: argparse.Namespace, models: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """
+    The residency keys the options set, by model (values of the types of
+    L{Residency}'s attributes, hence C{Any}).
+    """
+    changes: dict[str, dict[str, Any]] = {model: {} for model in models}
+    perModel: list[tuple[str, Sequence[str] | None, Callable[[str], object]]] = [
+        ("resources", options.resources, parsePlacements),
+        ("asleep_resources", options.asleep_resources, parseAmounts),
+        ("unload_after_secs", options.unload_after_secs, _nonNegative),
+        ("idle_ttl_secs", options.idle_ttl_secs, _positive),
+        ("max_in_flight", options.max_in_flight, _count),
+    ]
+    for key, values, cast in perModel:
+        option = "--" + key.replace("_", "-")
+        every, single = _perModel(values, option, models, cast)
+        for model in models:
+            value = single.get(model, every)
+            if value is not None:
+                changes[model][key] = value
+    for key, values in (
+        ("unload", options.unload),
+        ("pin", options.pin),
+        ("preload", options.preload),
+    ):
+        for model in _modelList(values, f"--{key}", models):
+            changes[model][key] = True
+    return changes
+
+
+def _residency(
+    options: argparse.Namespace, config: Config | None, models: Sequence[str]
+) -> dict[str, Residency]:
+    """
+    Each model's residency keys: the config's (if it configures the model),
+    less what --no-capacity drops, with what the options set.
+    """
+    changes = _residencyChanges(options, models)
+    residency = {}
+    for model in models:
+        configured = config.model(model) if config else None
+        keys = Residency() if configured is None else Residency.fromConfig(configured)
+        if options.no_capacity:
+            keys = attrs.evolve(keys, resources=(), asleep_resources={}, pin=False)
+        keys = attrs.evolve(keys, **changes[model])
+        if keys != Residency():
+            residency[model] = keys
+    return residency
+
+
+def _describeResidency(
+    capacity: Mapping[str, float] | None,
+    residency: Mapping[str, Residency],
+    eviction: str,
+    models: Sequence[str],
+) -> dict[str, object]:
+    """
+    What describes residency in the report: nothing if the scenario uses
+    none of it.
+    """
+    described: dict[str, object] = {}
+    if capacity is not None:
+        described["capacity"] = dict(capacity)
+        described["eviction"] = eviction
+    described.update(describeResidency(models, residency))
+    return described
 
 
 def _readTrace(
@@ -607,15 +826,6 @@ def _policySettings(
     return result
 
 
-def _configTable(settings: PolicyConfig) -> dict[str, object]:
-    return {
-        "request_timeout_secs": settings.request_timeout_secs,
-        "drain_before_switch": settings.drain_before_switch,
-        "min_active_secs": settings.min_active_secs,
-        **settings.extra,
-    }
-
-
 def _describeCosts(costs: SwitchCosts) -> dict[str, object]:
     described: dict[str, object] = {"switch_secs": costs.defaultWakeSecs}
     if costs.wakeSecs:
@@ -667,6 +877,10 @@ def _scenario(
     info["service_dist"] = service.distribution
     info["concurrency"] = {m: concurrency.get(m, defaultConcurrency) for m in models}
     info.update(_describeCosts(costs))
+    capacity = _capacity(options, config)
+    residency = _residency(options, config, models)
+    eviction = options.eviction or (config.eviction if config else DEFAULT_EVICTION)
+    info.update(_describeResidency(capacity, residency, eviction, models))
     scenario = Scenario(
         models=models,
         requests=requests,
@@ -674,6 +888,9 @@ def _scenario(
         defaultConcurrency=defaultConcurrency,
         concurrency=concurrency,
         graceSecs=options.grace,
+        capacity=capacity,
+        residency=residency,
+        eviction=eviction,
     )
     return scenario, info
 
@@ -691,7 +908,7 @@ def _policies(
     for name in names:
         if name not in factories:
             raise UnknownPolicy(name, list(factories))
-    shared = _configTable(config.policy) if config else {}
+    shared = config.policy.table() if config else {}
     own: dict[str, dict[str, object]] = {}
     for text in options.policy_setting:
         policy, key, value = _parseSetting(text)
@@ -734,9 +951,14 @@ def run(options: argparse.Namespace) -> int:
 def _title(info: Mapping[str, object]) -> str:
     models = info.get("models")
     modelText = ", ".join(map(str, models)) if isinstance(models, list) else ""
+    capacity = info.get("capacity")
+    capacityText = ""
+    if isinstance(capacity, Mapping):
+        pools = ", ".join(f"{pool} {units:g}" for pool, units in capacity.items())
+        capacityText = f" capacity {pools},"
     return (
         f"{info['workload']} workload, models {modelText},"
-        f" switch {info['switch_secs']:g} s, seed {info['seed']}"
+        f" switch {info['switch_secs']:g} s,{capacityText} seed {info['seed']}"
     )
 
 

@@ -14,6 +14,12 @@ Time moves event by event: the clock jumps straight to the next scheduled
 call, so an hour of traffic with 10 s switches takes well under a second.
 Arrivals are scheduled one at a time, each scheduling the next, so the
 clock's list of pending calls stays short however long the workload is.
+
+With a declared capacity (L{Scenario.capacity}, and each model's
+L{Residency}), the switcher is built from the same C{capacity:} table and
+model keys as a server's, and the eviction policy by name through the plugin
+system (L{llmux.policies.buildEvictionPolicy}), as C{eviction: NAME} builds
+it: several models are awake at once, exactly as they would be live.
 """
 
 from __future__ import annotations
@@ -28,14 +34,19 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..config import Config, ModelConfig, PolicyConfig
-from ..errors import ModelNotReady, RequestTimedOut
-from ..interfaces import ISlot, ISwitchPolicy
-from ..policies import buildPolicy
-from ..switcher import Switcher
+from ..config import DEFAULT_EVICTION, Config, PolicyConfig, parseConfig
+from ..errors import ModelCannotFit, ModelNotReady, RequestTimedOut
+from ..interfaces import (
+    IEvictionPolicy,
+    ISlot,
+    ISwitchPolicy,
+)
+from ..policies import buildEvictionPolicy, buildPolicy
+from ..switcher import Switcher, _Unobserved
 from .backends import SimulatedBackend
 from .hooks import SimulatedHookRunner, SwitchCosts
-from .records import REFUSED, TIMEOUT, Outcome, Run, Sample
+from .records import REFUSED, TIMEOUT, Evicted, Outcome, Run, Sample, Switched
+from .residency import Residency
 from .workloads import Request
 
 __all__ = ["DEFAULT_GRACE_SECS", "Scenario", "Simulation", "simulate"]
@@ -63,6 +74,10 @@ class Scenario:
         model; others serve C{defaultConcurrency}.
     @ivar graceSecs: how long the run may go on after the last arrival;
         requests still waiting then are reported as unfinished.
+    @ivar capacity: the C{capacity:} table: several models may be awake at
+        once within it. C{None}: one model awake at a time.
+    @ivar residency: the residency keys of models that set any, by model.
+    @ivar eviction: the name of the eviction policy (C{eviction:}).
     """
 
     models: tuple[str, ...]
@@ -71,8 +86,16 @@ class Scenario:
     defaultConcurrency: int = 1
     concurrency: Mapping[str, int] = attrs.field(factory=dict)
     graceSecs: float = DEFAULT_GRACE_SECS
+    capacity: Mapping[str, float] | None = None
+    residency: Mapping[str, Residency] = attrs.field(factory=dict)
+    eviction: str = DEFAULT_EVICTION
 
     def __attrs_post_init__(self) -> None:
+        """
+        @raise ValueError: if the models or requests cannot be simulated.
+        @raise llmux.config.ConfigError: if llmux would reject the capacity
+            and residency keys in a config file, saying why as it would.
+        """
         if not self.models:
             raise ValueError("a scenario needs at least one model")
         if len(set(self.models)) != len(self.models):
@@ -84,22 +107,44 @@ class Scenario:
             )
         if any(b.t < a.t for a, b in pairwise(self.requests)):
             raise ValueError("requests must be sorted by arrival time")
+        strangers = sorted(set(self.residency) - set(self.models))
+        if strangers:
+            raise ValueError(
+                f"residency for models not in the scenario: {', '.join(strangers)}"
+            )
+        self.config(PolicyConfig())
 
     def concurrencyFor(self, model: str) -> int:
         return self.concurrency.get(model, self.defaultConcurrency)
 
+    def residencyOf(self, model: str) -> Residency:
+        return self.residency.get(model, Residency())
+
     def config(self, policy: PolicyConfig) -> Config:
         """
         The llmux configuration the switcher is built from: the scenario's
-        models (with placeholder hooks) and the given C{policy:} table.
+        models (with placeholder hooks), its capacity and residency keys,
+        and the given C{policy:} table.
+
+        The models and the capacity go through the config file's own
+        parser, so a simulation accepts exactly what a server would.
+
+        @raise llmux.config.ConfigError: naming the field at fault.
         """
-        models = tuple(
-            ModelConfig(
-                name, FIRST_PORT + i, SIMULATED_HOOK, SIMULATED_HOOK, SIMULATED_HOOK
-            )
+        hooks = {hook: SIMULATED_HOOK for hook in ("wake", "sleep", "alive")}
+        models = {
+            name: {
+                "port": FIRST_PORT + i,
+                **hooks,
+                **self.residencyOf(name).configKeys(SIMULATED_HOOK),
+            }
             for i, name in enumerate(self.models)
-        )
-        return Config(models=models, policy=policy, source="<simulation>")
+        }
+        data: dict[str, object] = {"models": models, "eviction": self.eviction}
+        if self.capacity is not None:
+            data["capacity"] = dict(self.capacity)
+        config = parseConfig(data)
+        return attrs.evolve(config, policy=policy, source="<simulation>")
 
 
 @implementer(ILogObserver)
@@ -125,12 +170,36 @@ class _PolicyErrors:
         )
 
 
+@attrs.define
+class _Observations(_Unobserved):
+    """
+    What the switcher tells its observer (as it tells a server's metrics)
+    that the report counts: the wakes with their measured cost, and the
+    models put to sleep, and why.
+    """
+
+    clock: Clock
+    wakes: list[Switched] = attrs.field(factory=list)
+    sleeps: list[Evicted] = attrs.field(factory=list)
+
+    def switched(
+        self, from_: str | None, to: str, succeeded: bool, durationSecs: float
+    ) -> None:
+        self.wakes.append(
+            Switched(self.clock.seconds(), from_, to, succeeded, durationSecs)
+        )
+
+    def evicted(self, model: str, reason: str) -> None:
+        self.sleeps.append(Evicted(self.clock.seconds(), model, reason))
+
+
 class Simulation:
     """
     One policy, one scenario: the real switcher on a clock of its own.
 
     @ivar clock: the simulated time.
     @ivar policy: the policy, as the plugin system built it.
+    @ivar eviction: the eviction policy, as the plugin system built it.
     @ivar switcher: the real L{Switcher}.
     @ivar hooks: the simulated hook runner the switcher uses.
     @ivar backends: the simulated backend of each model.
@@ -142,21 +211,35 @@ class Simulation:
         policyName: str,
         settings: PolicyConfig | None = None,
         plugins: ModuleType | None = None,
+        evictionPlugins: ModuleType | None = None,
     ) -> None:
         """
         @param settings: the C{policy:} table; the policy validates its keys.
         @param plugins: the plugin package to find the policy in; by default
             C{twisted.plugins}, as for the server.
-        @raise llmux.policies.UnknownPolicy: if no plugin provides the name.
+        @param evictionPlugins: the plugin package to find the scenario's
+            eviction policy in; by default C{twisted.plugins}.
+        @raise llmux.policies.UnknownPolicy: if no plugin provides the name
+            (or the eviction policy's).
         @raise llmux.config.ConfigError: if the policy rejects its settings.
         """
         settings = PolicyConfig() if settings is None else settings
         self.scenario = scenario
         self.clock = Clock()
         self.policy: ISwitchPolicy = buildPolicy(policyName, settings, plugins)
+        self.eviction: IEvictionPolicy = buildEvictionPolicy(
+            scenario.eviction, evictionPlugins
+        )
         self.hooks = SimulatedHookRunner(self.clock, scenario.costs)
+        self._config = scenario.config(settings)
+        self._observations = _Observations(self.clock)
         self.switcher = Switcher(
-            scenario.config(settings), self.policy, self.hooks, self.clock
+            self._config,
+            self.policy,
+            self.hooks,
+            self.clock,
+            self._observations,
+            self.eviction,
         )
         self.backends = {
             model: SimulatedBackend(self.clock, model, scenario.concurrencyFor(model))
@@ -178,6 +261,8 @@ class Simulation:
         globalLogPublisher.addObserver(self._errors)
         try:
             self.switcher.start()
+            if any(model.preload for model in self._config.models):
+                self.switcher.preload()
             if self._outcomes:
                 self.clock.callLater(requests[0].t, self._arrive, 0)
             self._sample()
@@ -203,6 +288,9 @@ class Simulation:
             samples=tuple(self._samples),
             end=self.clock.seconds(),
             policyErrors=tuple(self._errors.messages),
+            switched=tuple(self._observations.wakes),
+            evicted=tuple(self._observations.sleeps),
+            capacity=self.scenario.capacity,
         )
 
     def _advanceTo(self, when: float) -> None:
@@ -248,7 +336,7 @@ class Simulation:
     def _failed(self, reason: Failure, outcome: Outcome) -> None:
         if reason.check(RequestTimedOut):
             outcome.error = TIMEOUT
-        elif reason.check(ModelNotReady):
+        elif reason.check(ModelNotReady, ModelCannotFit):
             outcome.error = REFUSED
         else:
             outcome.error = reason.getErrorMessage()
@@ -257,14 +345,15 @@ class Simulation:
     # -- observation ---------------------------------------------------------
 
     def _sample(self) -> None:
-        depths = self.switcher.queueDepths()
-        models = self.scenario.models
+        # The switcher's views are in config order: the scenario's.
+        views = self.switcher.views()
         sample = Sample(
             t=self.clock.seconds(),
-            awake=self.switcher.awake,
+            awake=tuple(view.name for view in views if view.up),
             switching=self.hooks.running > 0,
-            queued=tuple(depths[m] for m in models),
-            executing=tuple(self.backends[m].executing for m in models),
+            queued=tuple(view.queueDepth for view in views),
+            executing=tuple(self.backends[view.name].executing for view in views),
+            states=tuple(view.state for view in views),
         )
         if self._samples and self._samples[-1].sameState(sample):
             return
@@ -276,8 +365,9 @@ def simulate(
     policyName: str,
     settings: PolicyConfig | None = None,
     plugins: ModuleType | None = None,
+    evictionPlugins: ModuleType | None = None,
 ) -> Run:
     """
     Build a L{Simulation} of C{policyName} on C{scenario} and run it.
     """
-    return Simulation(scenario, policyName, settings, plugins).run()
+    return Simulation(scenario, policyName, settings, plugins, evictionPlugins).run()

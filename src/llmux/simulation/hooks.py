@@ -13,7 +13,12 @@ C{sleep} hook to the end of the new model's C{wake} hook.
 
 The runner sees one hook at a time and does not know where a switch is going
 when it runs C{sleep}; it remembers which model it put to sleep last and
-prices the following C{wake} from that pair.
+prices the C{wake} that starts the instant that C{sleep} ends from that pair
+(the switcher wakes a switch's target as soon as its victims are asleep). A
+C{wake} that follows no C{sleep} so closely is a cold start, as for the
+cost tracker: with a declared capacity, a model admitted beside others, or
+woken long after an idle model went to sleep. An C{unload} ends at once,
+like C{alive}.
 """
 
 from __future__ import annotations
@@ -116,6 +121,7 @@ class SimulatedHookRunner:
     running: int = 0
     _lastSlept: str | None = None
     _lastSleptSecs: float = 0.0
+    _lastSleptAt: float | None = None
 
     def run(self, model: object, hook: str) -> Deferred[HookResult]:
         """
@@ -131,11 +137,12 @@ class SimulatedHookRunner:
         after: str | None = None
         if hook == "sleep":
             secs = self.costs.sleepFor(name)
-            self._lastSlept, self._lastSleptSecs = name, secs
         else:
-            after = self._lastSlept
-            secs = self.costs.wakeFor(name, after, self._lastSleptSecs)
-            self._lastSlept, self._lastSleptSecs = None, 0.0
+            slept = 0.0
+            if self._lastSleptAt == started:
+                after, slept = self._lastSlept, self._lastSleptSecs
+            secs = self.costs.wakeFor(name, after, slept)
+            self._lastSlept, self._lastSleptSecs, self._lastSleptAt = None, 0.0, None
         result: Deferred[HookResult] = Deferred()
         self.running += 1
 
@@ -143,6 +150,9 @@ class SimulatedHookRunner:
             self.running -= 1
             now = self.clock.seconds()
             self.runs.append(HookRun(name, hook, started, now, after))
+            if hook == "sleep":
+                self._lastSlept, self._lastSleptSecs = name, secs
+                self._lastSleptAt = now
             result.callback(HookResult(name, hook, 0, None, False, now - started))
 
         self.clock.callLater(secs, end)

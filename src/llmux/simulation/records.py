@@ -10,19 +10,20 @@ numbers of the report and L{llmux.simulation.timeline} into a picture.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
+from ..interfaces import ModelState
 from .hooks import HookRun
 from .workloads import Request
 
-__all__ = ["REFUSED", "TIMEOUT", "Outcome", "Run", "Sample"]
+__all__ = ["REFUSED", "TIMEOUT", "Evicted", "Outcome", "Run", "Sample", "Switched"]
 
 #: L{Outcome.error} of a request that timed out waiting for its model (504).
 TIMEOUT = "timeout"
-#: L{Outcome.error} of a request the switcher refused: its model's queue was
-#: full (503).
+#: L{Outcome.error} of a request the switcher refused (503): its model's
+#: queue was full, or only pinned models were in the way of its model.
 REFUSED = "refused"
 
 
@@ -73,35 +74,94 @@ class Outcome:
         return None if self.granted is None else self.granted - self.request.t
 
 
+def _awakeModels(models: str | Iterable[str] | None) -> tuple[str, ...]:
+    """
+    The awake models as a tuple; a single name (or C{None}) is accepted for
+    samples of one model awake at a time (or none).
+    """
+    if models is None:
+        return ()
+    if isinstance(models, str):
+        return (models,)
+    return tuple(models)
+
+
 @attrs.frozen
 class Sample:
     """
     The state after everything that happened at time C{t}; it holds until
     the next sample.
 
-    @ivar awake: the model whose backend is up (L{Switcher.awake}).
+    @ivar awake: the models whose backends are up (awake or draining, as
+        L{llmux.interfaces.ModelView.up} says), in the scenario's model
+        order: one at most without a declared capacity.
     @ivar switching: whether a C{sleep} or C{wake} hook is running.
     @ivar queued: requests waiting for their model, per model (in the
         scenario's model order).
     @ivar executing: requests being served, per model.
+    @ivar states: each model's state, in the scenario's model order; empty
+        in samples that were not taken from a switcher.
     """
 
     t: float
-    awake: str | None
+    awake: tuple[str, ...] = attrs.field(converter=_awakeModels)
     switching: bool
     queued: tuple[int, ...]
     executing: tuple[int, ...]
+    states: tuple[ModelState, ...] = ()
 
     def sameState(self, other: Sample) -> bool:
         """
         Whether C{other} shows the same state, whatever its time.
         """
-        return (self.awake, self.switching, self.queued, self.executing) == (
+        return (
+            self.awake,
+            self.switching,
+            self.queued,
+            self.executing,
+            self.states,
+        ) == (
             other.awake,
             other.switching,
             other.queued,
             other.executing,
+            other.states,
         )
+
+
+@attrs.frozen
+class Switched:
+    """
+    A wake ended, as the switcher told its observer
+    (L{llmux.interfaces.ISwitchObserver.switched}).
+
+    @ivar t: when it ended.
+    @ivar from_: the first model put to sleep to make room for it, or
+        C{None} if it needed no room (a cold start, an admission).
+    @ivar secs: from the first victim's C{sleep} (else the C{wake}) starting
+        to the C{wake} ending: what the switcher's cost tracker measures.
+    """
+
+    t: float
+    from_: str | None
+    to: str
+    succeeded: bool
+    secs: float
+
+
+@attrs.frozen
+class Evicted:
+    """
+    A model was put to sleep, as the switcher told its observer
+    (L{llmux.interfaces.ISwitchObserver.evicted}).
+
+    @ivar reason: C{capacity} (to make room for another model), C{idle_ttl}
+        (after its C{idle_ttl_secs}), or another of the observer's reasons.
+    """
+
+    t: float
+    model: str
+    reason: str
 
 
 @attrs.frozen
@@ -119,6 +179,10 @@ class Run:
         time limit.
     @ivar policyErrors: the messages of failures the switcher logged while
         calling the policy (a correct policy has none).
+    @ivar switched: every wake that ended, in order.
+    @ivar evicted: every time a model was put to sleep, in order.
+    @ivar capacity: the declared capacity, or C{None}: one model awake at
+        a time.
     """
 
     policy: str
@@ -129,6 +193,9 @@ class Run:
     samples: tuple[Sample, ...]
     end: float
     policyErrors: tuple[str, ...] = ()
+    switched: tuple[Switched, ...] = ()
+    evicted: tuple[Evicted, ...] = ()
+    capacity: Mapping[str, float] | None = None
 
     def stretches(self) -> Iterator[tuple[Sample, float]]:
         """

@@ -13,13 +13,19 @@ C{mean_switch_secs}, C{utilization}, C{throughput_per_sec}, C{time_secs}
 (C{mean}, C{p50}, C{p95}, C{p99}, C{max}; C{null} if nothing started), the
 same per model under C{models} (with C{slot_wait_secs}: the wait for the
 model alone, without queueing inside the backend) and C{policy_errors}.
+
+With a declared capacity, each policy object also holds C{residency}:
+C{admissions} (wakes that put nothing to sleep first), C{evictions} (models
+put to sleep to make room), C{idle_sleeps} (after C{idle_ttl_secs}),
+C{wakes} by model, C{mean_awake} and C{max_awake} (models awake at once);
+and the table gets a residency table with the same figures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .stats import Summary, WaitStats
+from .stats import ResidencySummary, Summary, WaitStats
 
 __all__ = ["formatTable", "reportJSON"]
 
@@ -139,6 +145,7 @@ def formatTable(info: Mapping[str, object], summaries: Sequence[Summary]) -> str
                 ]
             )
     lines += _table(waitHeaders, waitRows, left=2)
+    lines += _residencyTable(summaries)
     notes = []
     for s in summaries:
         if s.unfinished:
@@ -160,9 +167,59 @@ def formatTable(info: Mapping[str, object], summaries: Sequence[Summary]) -> str
         "utilization: serving / (serving + switching + blocked); blocked: not"
         " serving or switching while requests wait.",
         "wait: from arrival until the backend starts on the request;"
-        " refused: turned away with the model's queue full (max_queue).",
+        " refused: turned away (503), the model's queue full (max_queue) or"
+        " only pinned models in its way.",
     ]
+    if any(s.residency is not None for s in summaries):
+        lines.append(
+            "residency: wakes: wake hooks run; admitted: woken without putting"
+            " another model to sleep; evicted: put to sleep to make room; idle"
+            " sleeps: after idle_ttl_secs; awake: models up at once."
+        )
     return "\n".join(lines) + "\n"
+
+
+def _residencyTable(summaries: Sequence[Summary]) -> list[str]:
+    """
+    The residency table, after an empty line: one row per policy run with
+    a declared capacity (none without).
+    """
+    headers = [
+        "residency",
+        "wakes",
+        "admitted",
+        "evicted",
+        "idle sleeps",
+        "awake (mean)",
+        "awake (max)",
+    ]
+    rows = [
+        [
+            s.policy,
+            str(s.switches),
+            str(r.admissions),
+            str(r.evictions),
+            str(r.idleSleeps),
+            f"{r.meanAwake:.2f}",
+            str(r.maxAwake),
+        ]
+        for s in summaries
+        if (r := s.residency) is not None
+    ]
+    if not rows:
+        return []
+    return ["", *_table(headers, rows)]
+
+
+def _residencyJSON(r: ResidencySummary) -> dict[str, object]:
+    return {
+        "admissions": r.admissions,
+        "evictions": r.evictions,
+        "idle_sleeps": r.idleSleeps,
+        "wakes": dict(r.wakes),
+        "mean_awake": r.meanAwake,
+        "max_awake": r.maxAwake,
+    }
 
 
 def _waitCells(wait: WaitStats | None) -> list[str]:
@@ -184,6 +241,13 @@ def _waitJSON(wait: WaitStats | None) -> dict[str, float] | None:
 
 
 def _summaryJSON(s: Summary) -> dict[str, object]:
+    document = _countsJSON(s)
+    if s.residency is not None:
+        document["residency"] = _residencyJSON(s.residency)
+    return document
+
+
+def _countsJSON(s: Summary) -> dict[str, object]:
     return {
         "policy": s.policy,
         "settings": dict(s.settings),

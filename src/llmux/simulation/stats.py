@@ -18,6 +18,12 @@ against a policy; switching and holding the GPU while others wait do.
 A request's I{wait} runs from its arrival until its backend starts on it.
 Percentiles use the nearest-rank method, so every figure is the wait of an
 actual request and small cases can be checked by hand.
+
+With a declared capacity several models may be awake, serve and switch at
+once; the split still runs instant by instant, for the host as a whole
+(I{serving} while any backend serves), and L{ResidencySummary} adds what
+residency did: admissions, evictions, idle sleeps, how many models were
+awake.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .records import REFUSED, TIMEOUT, Run
 
 __all__ = [
     "ModelSummary",
+    "ResidencySummary",
     "Summary",
     "TimeSplit",
     "WaitStats",
@@ -109,8 +116,8 @@ class ModelSummary:
     One model's requests.
 
     @ivar timedOut: requests that timed out waiting for the model (504).
-    @ivar refused: requests turned away because the model's queue was full
-        (503).
+    @ivar refused: requests turned away (503) because the model's queue
+        was full, or only pinned models were in the way of the model.
     @ivar failed: requests that failed otherwise.
     @ivar unfinished: requests neither served nor failed when the run was
         cut off.
@@ -131,15 +138,40 @@ class ModelSummary:
 
 
 @attrs.frozen
+class ResidencySummary:
+    """
+    What residency did in a run with a declared capacity.
+
+    @ivar admissions: wakes that put nothing to sleep first (cold starts,
+        admissions beside the models awake, preloads).
+    @ivar evictions: models put to sleep to make room for another.
+    @ivar idleSleeps: models put to sleep after their C{idle_ttl_secs}.
+    @ivar wakes: C{wake} hooks run, by model (every model listed).
+    @ivar meanAwake: the mean number of models awake (up) over the run.
+    @ivar maxAwake: the most models awake at once.
+    """
+
+    admissions: int
+    evictions: int
+    idleSleeps: int
+    wakes: Mapping[str, int]
+    meanAwake: float
+    maxAwake: int
+
+
+@attrs.frozen
 class Summary:
     """
     The report's figures for one policy.
 
     @ivar switches: completed switches (C{wake} hooks), the cold start
-        included.
-    @ivar switchSecs: the mean measured switch cost (old model's C{sleep}
-        start to new model's C{wake} end), or C{None} without switches.
+        included; with a declared capacity, every wake (admissions too).
+    @ivar switchSecs: the mean measured switch cost (first victim's
+        C{sleep} start, or the C{wake} start if there was none, to the
+        C{wake} end), or C{None} without switches.
     @ivar throughput: requests served per second of wall time.
+    @ivar residency: what residency did; C{None} without a declared
+        capacity.
     """
 
     policy: str
@@ -157,6 +189,7 @@ class Summary:
     wait: WaitStats | None
     models: tuple[ModelSummary, ...]
     policyErrors: tuple[str, ...]
+    residency: ResidencySummary | None = None
 
     @property
     def utilization(self) -> float:
@@ -180,22 +213,44 @@ def _timeSplit(run: Run) -> TimeSplit:
 
 def _switchCosts(run: Run) -> list[float]:
     """
-    The measured cost of each switch: from the start of the C{sleep} that
-    preceded its C{wake} (a cold start has none) to the end of the C{wake}.
-
-    Switches are serialized, so in the order hooks ended, a switch's
-    C{sleep} comes right before its C{wake}.
+    The measured cost of each successful switch, as the switcher measured
+    it: from the start of the first C{sleep} that made room for it (a cold
+    start or an admission has none) to the end of its C{wake}. Switches may
+    overlap with a declared capacity, so this is not worked out from the
+    order hooks ended in.
     """
-    costs = []
-    lastSleep = None
-    for hook in run.hookRuns:
-        if hook.hook == "sleep":
-            lastSleep = hook
-        elif hook.hook == "wake":
-            began = lastSleep if hook.after is not None else None
-            costs.append(hook.ended - (hook if began is None else began).started)
-            lastSleep = None
-    return costs
+    return [wake.secs for wake in run.switched if wake.succeeded]
+
+
+def _awakeCounts(run: Run) -> tuple[float, int]:
+    """
+    The mean number of models awake over the run, weighted by time, and
+    the most awake at once.
+    """
+    weighted = 0.0
+    most = 0
+    for here, end in run.stretches():
+        weighted += len(here.awake) * max(0.0, end - here.t)
+        most = max(most, len(here.awake))
+    return (weighted / run.end if run.end > 0 else 0.0), most
+
+
+def _residencySummary(run: Run) -> ResidencySummary | None:
+    if run.capacity is None:
+        return None
+    reasons = [sleep.reason for sleep in run.evicted]
+    wakes = {model: 0 for model in run.models}
+    for hook in run.wakes:
+        wakes[hook.model] += 1
+    meanAwake, maxAwake = _awakeCounts(run)
+    return ResidencySummary(
+        admissions=sum(1 for wake in run.switched if wake.from_ is None),
+        evictions=reasons.count("capacity"),
+        idleSleeps=reasons.count("idle_ttl"),
+        wakes=wakes,
+        meanAwake=meanAwake,
+        maxAwake=maxAwake,
+    )
 
 
 def _modelSummary(run: Run, model: str) -> ModelSummary:
@@ -239,4 +294,5 @@ def summarize(run: Run) -> Summary:
         wait=WaitStats.of([o.wait for o in run.outcomes if o.wait is not None]),
         models=models,
         policyErrors=run.policyErrors,
+        residency=_residencySummary(run),
     )

@@ -3,27 +3,34 @@
 A picture of simulation runs: an SVG timeline per policy, written by hand
 (no plotting library), one panel per run sharing one time axis.
 
-Each panel has two lanes:
+Each panel has two parts:
 
-  - the GPU: the colour of the model being served; a lighter tint of the
-    awake model while it has nothing to do; dark grey while a switch runs
-    (C{sleep} and C{wake} hooks); red stripes while requests wait and the
-    GPU neither serves nor switches (blocked);
+  - the GPU lane: the colour of the model being served; a lighter tint of
+    the awake model while it has nothing to do; dark grey while a switch
+    runs (C{sleep} and C{wake} hooks); red stripes while requests wait and
+    the GPU neither serves nor switches (blocked). With a declared capacity,
+    several models are awake at once, so there is one such lane per model
+    instead: its colour while it serves, its tint while it is awake and
+    idle, dark grey while its own C{wake} or C{sleep} runs, red stripes
+    while its requests wait and it neither serves nor switches (for room,
+    or for the policy), empty while it is asleep;
   - the queues: requests waiting for each model over time, one line per
     model in its colour. Each pixel column shows the deepest queue within
     it, so a long run stays a small file.
 
-Both lanes are drawn at the picture's resolution (the state that took most
-of each half pixel, the deepest queue of each pixel), so a run of hours is
-as small a file as a run of minutes.
+Both are drawn at the picture's resolution (the state that took most of
+each half pixel, the deepest queue of each pixel), so a run of hours is as
+small a file as a run of minutes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from xml.sax.saxutils import escape, quoteattr
 
+from ..interfaces import ModelState
 from .records import Run, Sample
 from .stats import Summary
 
@@ -47,11 +54,25 @@ WIDTH = 960
 LEFT = 70
 RIGHT = 20
 LANE = 22
+#: Space between the lanes of a panel with one lane per model.
+LANE_GAP = 4
 QUEUE = 70
+#: The height of a panel with one state lane.
 PANEL = 40 + LANE + 12 + QUEUE + 28
 TOP = 50
 LEGEND = 30
 COLUMNS_PER_PIXEL = 2
+#: The mean width of a character of the title at 14 px, bold.
+TITLE_CHAR_WIDTH = 8.6
+#: The longest model name a lane's label shows in full.
+LABEL_CHARS = 10
+#: States in which a model's own C{wake}, C{sleep} or C{unload} hook runs.
+HOOK_STATES = frozenset({ModelState.WAKING, ModelState.SLEEPING, ModelState.UNLOADING})
+
+#: What a state lane shows at an instant: a state and, for serving and
+#: awake-idle, the model.
+_State = tuple[str, str | None]
+_StateOf = Callable[[Sample], _State]
 
 
 def _color(models: Sequence[str], model: str) -> str:
@@ -77,7 +98,7 @@ def _timeLabel(secs: float, inMinutes: bool) -> str:
     return f"{text} min" if inMinutes else f"{text} s"
 
 
-def _stateOf(models: Sequence[str], sample: Sample) -> tuple[str, str | None]:
+def _stateOf(models: Sequence[str], sample: Sample) -> _State:
     """
     What the GPU lane shows for C{sample}: a state and, for serving and
     awake-idle, the model.
@@ -89,7 +110,44 @@ def _stateOf(models: Sequence[str], sample: Sample) -> tuple[str, str | None]:
         return "switching", None
     if any(sample.queued):
         return "blocked", None
-    return "idle", sample.awake
+    return "idle", sample.awake[0] if sample.awake else None
+
+
+def _modelStateOf(models: Sequence[str], index: int, sample: Sample) -> _State:
+    """
+    What the lane of the model at C{index} shows for C{sample}.
+    """
+    model = models[index]
+    if sample.executing[index]:
+        return "serving", model
+    if sample.states and sample.states[index] in HOOK_STATES:
+        return "switching", None
+    if sample.queued[index]:
+        return "blocked", None
+    return "idle", model if model in sample.awake else None
+
+
+def _lanes(run: Run) -> list[tuple[str, _StateOf]]:
+    """
+    The state lanes of a run's panel, with their labels: the GPU's, or
+    with a declared capacity one per model.
+    """
+    if run.capacity is None:
+        return [("GPU", partial(_stateOf, run.models))]
+    return [
+        (_label(model), partial(_modelStateOf, run.models, index))
+        for index, model in enumerate(run.models)
+    ]
+
+
+def _label(model: str) -> str:
+    if len(model) <= LABEL_CHARS:
+        return model
+    return model[: LABEL_CHARS - 1] + "\u2026"
+
+
+def _panelHeight(run: Run) -> int:
+    return PANEL + (len(_lanes(run)) - 1) * (LANE + LANE_GAP)
 
 
 class _Scale:
@@ -116,12 +174,9 @@ def _fill(models: Sequence[str], state: str, model: str | None) -> str:
     return f'fill="{IDLE}"'
 
 
-_State = tuple[str, str | None]
-
-
-def _dominantStates(run: Run, scale: _Scale) -> list[_State | None]:
+def _dominantStates(run: Run, scale: _Scale, stateOf: _StateOf) -> list[_State | None]:
     """
-    For each column of the GPU lane, the state that took most of its time
+    For each column of a state lane, the state that took most of its time
     (C{None} for columns after the end of the run).
     """
     columns = max(1, int(scale.span * COLUMNS_PER_PIXEL))
@@ -131,7 +186,7 @@ def _dominantStates(run: Run, scale: _Scale) -> list[_State | None]:
         start, stop = here.t, min(end, scale.until)
         if start >= scale.until:
             break
-        state = _stateOf(run.models, here)
+        state = stateOf(here)
         column = int(start / width)
         while column < columns and column * width < stop:
             overlap = min(stop, (column + 1) * width) - max(start, column * width)
@@ -144,15 +199,15 @@ def _dominantStates(run: Run, scale: _Scale) -> list[_State | None]:
     ]
 
 
-def _stateLane(run: Run, scale: _Scale, y: float) -> list[str]:
+def _stateLane(run: Run, scale: _Scale, y: float, stateOf: _StateOf) -> list[str]:
     """
-    The GPU lane, drawn in columns of half a pixel: each shows the state
+    A state lane, drawn in columns of half a pixel: each shows the state
     that took most of its time, and a run of equal columns is one rectangle.
     That keeps every switch and busy stretch of a long run visible while the
     file stays small.
     """
     parts = []
-    columns = _dominantStates(run, scale)
+    columns = _dominantStates(run, scale, stateOf)
     start = 0
     for column in range(1, len(columns) + 1):
         if column < len(columns) and columns[column] == columns[start]:
@@ -241,39 +296,66 @@ def _axis(scale: _Scale, y: float) -> list[str]:
     return parts
 
 
-def _panel(run: Run, summary: Summary, scale: _Scale, y: float) -> list[str]:
+def _heading(summary: Summary) -> str:
     wait = summary.wait
     maxWait = "-" if wait is None else f"{wait.max:.1f} s"
-    heading = (
-        f"{summary.policy}: {summary.switches} switches,"
+    residency = summary.residency
+    if residency is None:
+        switches = f"{summary.switches} switches"
+    else:
+        switches = f"{summary.switches} wakes, {residency.evictions} evictions"
+    return (
+        f"{summary.policy}: {switches},"
         f" utilization {100 * summary.utilization:.1f}%,"
         f" served {summary.served}/{summary.requests}, max wait {maxWait}"
     )
-    gpu = y + 24
-    queues = gpu + LANE + 12
+
+
+def _panel(run: Run, summary: Summary, scale: _Scale, y: int) -> list[str]:
+    lanes = _lanes(run)
+    tops = [y + 24 + index * (LANE + LANE_GAP) for index in range(len(lanes))]
+    queues = tops[-1] + LANE + 12
     parts = [
-        f'<text x="{LEFT}" y="{y + 16}" font-weight="bold">{escape(heading)}</text>',
-        f'<text x="{LEFT - 6}" y="{gpu + LANE / 2 + 4}" text-anchor="end">GPU</text>',
-        f'<text x="{LEFT - 6}" y="{queues + QUEUE / 2 + 4}"'
-        ' text-anchor="end">queued</text>',
-        f'<rect x="{LEFT}" y="{gpu}" width="{scale.span}" height="{LANE}"'
-        f' fill="{IDLE}"/>',
+        f'<text x="{LEFT}" y="{y + 16}" font-weight="bold">'
+        f"{escape(_heading(summary))}</text>",
     ]
-    parts += _stateLane(run, scale, gpu)
+    parts += [
+        f'<text x="{LEFT - 6}" y="{top + LANE / 2 + 4}" text-anchor="end">'
+        f"{escape(label)}</text>"
+        for (label, _), top in zip(lanes, tops, strict=True)
+    ]
+    parts.append(
+        f'<text x="{LEFT - 6}" y="{queues + QUEUE / 2 + 4}"'
+        ' text-anchor="end">queued</text>'
+    )
+    parts += [
+        f'<rect x="{LEFT}" y="{top}" width="{scale.span}" height="{LANE}"'
+        f' fill="{IDLE}"/>'
+        for top in tops
+    ]
+    for (_, stateOf), top in zip(lanes, tops, strict=True):
+        parts += _stateLane(run, scale, top, stateOf)
     parts += _queueLane(run, scale, queues)
     parts += _axis(scale, queues + QUEUE + 2)
     return parts
 
 
-def _legend(models: Sequence[str], y: float) -> list[str]:
+def _legend(models: Sequence[str], y: float, perModel: bool) -> list[str]:
     items: list[tuple[str, str, str]] = [
         (_color(models, model), "1", f"{model} serving") for model in models
     ]
-    items += [
-        (_color(models, models[0]), "0.25", "awake, idle"),
-        (SWITCHING, "1", "switching"),
-        ("url(#blocked)", "1", "blocked (idle while requests wait)"),
-    ]
+    if perModel:
+        items += [
+            (_color(models, models[0]), "0.25", "awake, idle"),
+            (SWITCHING, "1", "waking or sleeping"),
+            ("url(#blocked)", "1", "its requests wait"),
+        ]
+    else:
+        items += [
+            (_color(models, models[0]), "0.25", "awake, idle"),
+            (SWITCHING, "1", "switching"),
+            ("url(#blocked)", "1", "blocked (idle while requests wait)"),
+        ]
     parts = []
     x = float(LEFT)
     for fill, opacity, label in items:
@@ -284,6 +366,17 @@ def _legend(models: Sequence[str], y: float) -> list[str]:
         parts.append(f'<text x="{x + 18:.0f}" y="{y + 9}">{escape(label)}</text>')
         x += 18 + 6.5 * len(label) + 16
     return parts
+
+
+def _titleSize(title: str) -> str:
+    """
+    The title's font size: 14, or smaller for a title too long to fit in
+    that size (many models, a capacity).
+    """
+    fits = (WIDTH - LEFT - RIGHT) / TITLE_CHAR_WIDTH
+    if len(title) <= fits:
+        return "14"
+    return f"{max(9.0, 14 * fits / len(title)):.1f}"
 
 
 def renderTimeline(
@@ -308,7 +401,10 @@ def renderTimeline(
         title = f"{title} (first {_timeLabel(end, inMinutes)} shown)"
     scale = _Scale(max(end, 1e-6))
     models = runs[0][0].models
-    height = TOP + PANEL * len(runs) + LEGEND
+    tops = [TOP]
+    for run, _ in runs:
+        tops.append(tops[-1] + _panelHeight(run))
+    height = tops[-1] + LEGEND
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}"'
@@ -323,14 +419,15 @@ def renderTimeline(
         "</pattern>",
         "</defs>",
         f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
-        f'<text x="{LEFT}" y="24" font-size="14" font-weight="bold">'
-        f"{escape(title)}</text>",
+        f'<text x="{LEFT}" y="24" font-size="{_titleSize(title)}"'
+        f' font-weight="bold">{escape(title)}</text>',
     ]
-    for index, (run, summary) in enumerate(runs):
+    for (run, summary), top in zip(runs, tops, strict=False):
         group = f"<g id={quoteattr('policy-' + run.policy)}>"
         parts.append(group)
-        parts += _panel(run, summary, scale, TOP + PANEL * index)
+        parts += _panel(run, summary, scale, top)
         parts.append("</g>")
-    parts += _legend(models, TOP + PANEL * len(runs) + 6)
+    perModel = any(run.capacity is not None for run, _ in runs)
+    parts += _legend(models, tops[-1] + 6, perModel)
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

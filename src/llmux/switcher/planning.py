@@ -31,10 +31,14 @@ __all__ = ["Plan", "Victim", "candidates", "choose", "pinnedBlockers"]
 class Victim:
     """
     A model a plan puts to sleep (if it is awake) and, if C{unload}, unloads.
+
+    @ivar done: whether it has made its room; from then on it is a model
+        like any other (it may even be woken again elsewhere).
     """
 
     resident: Resident
     unload: bool
+    done: bool = False
 
     def holdingAfter(self) -> Amounts:
         """
@@ -94,6 +98,7 @@ class Plan:
             *(
                 minus(ledger.holding(v.resident.name), v.holdingAfter())
                 for v in self.victims
+                if not v.done
             )
         )
         return {pool: gap for pool, gap in minus(need, coming).items() if gap > 0}

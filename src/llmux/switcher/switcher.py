@@ -602,7 +602,8 @@ class Switcher(SwitcherViews):
         self._plans.remove(plan)
         self._targets.pop(plan.target.name, None)
         for victim in plan.victims:
-            self._victims.pop(victim.resident.name, None)
+            if self._victims.get(victim.resident.name) is plan:
+                del self._victims[victim.resident.name]
         if plan.target.waiters and plan.target.state in RESTING:
             # Called off, or its victims' sleep gave no room: try again.
             self._consult(plan.target)
@@ -691,6 +692,12 @@ class Switcher(SwitcherViews):
             await model.untilSettled()
         if victim.unload and model.state is not UNLOADED:
             await self._unload(model, "capacity")
+        # Its room is the target's now (see Plan.setAside); the model itself
+        # may be woken again where there is room.
+        victim.done = True
+        if self._victims.get(model.name) is plan:
+            del self._victims[model.name]
+        self._dispatch()
         return True
 
     async def _drain(self, old: Resident, new: Resident) -> None:

@@ -259,13 +259,15 @@ class SwitcherViews:
             oldestWaitSecs=now - state.waiters[0].since if state.waiters else None,
             awakeSince=state.awakeSince if state.state in UP else None,
             idleExpiresInSecs=expires,
-            blockedBy=self._blockers(state) if state.waiters else (),
         )
 
-    def _blockers(self, state: Resident) -> tuple[Blocker, ...]:
+    def blockers(self, model: str) -> tuple[Blocker, ...]:
         """
-        What keeps the requests waiting for C{state} waiting.
+        See L{ISwitcher.blockers}.
         """
+        state = self._models[model]
+        if not state.waiters:
+            return ()
         if state.state is AWAKE:
             return (Blocker(state.name, f"max_in_flight ({state.inFlight} in flight)"),)
         if state.state is WAKING:
@@ -277,7 +279,11 @@ class SwitcherViews:
                 for v in plan.victims
                 if v.resident.state not in RESTING or v.unload
             )
-        if state.name in self._victims or state.name in self._chores:
+        evicting = self._victims.get(state.name)
+        if evicting is not None:
+            why = f"{self._describe(state)} to make room for {evicting.target.name}"
+            return (Blocker(state.name, why),)
+        if state.name in self._chores:
             return (Blocker(state.name, self._describe(state)),)
         pinned = pinnedBlockers(state, self._models.values(), self._ledger)
         if pinned:
@@ -321,7 +327,10 @@ class SwitcherViews:
                 if self._declared
                 else None
             ),
-            "models": {view.name: _describeView(view) for view in views},
+            "models": {
+                view.name: _describeView(view, self.blockers(view.name))
+                for view in views
+            },
             "switch_costs": [
                 {"from": source, "to": target, "ema_secs": secs}
                 for (source, target), secs in sorted(self.costs.snapshot().items())
@@ -332,7 +341,7 @@ class SwitcherViews:
         }
 
 
-def _describeView(view: ModelView) -> dict[str, Any]:
+def _describeView(view: ModelView, blockers: tuple[Blocker, ...]) -> dict[str, Any]:
     """
     One model's entry in the status document.
     """
@@ -346,5 +355,5 @@ def _describeView(view: ModelView) -> dict[str, Any]:
         "holds": dict(view.holds),
         "pinned": view.pinned,
         "idle_expires_in_secs": view.idleExpiresInSecs,
-        "blocked_by": [{"model": b.model, "reason": b.reason} for b in view.blockedBy],
+        "blocked_by": [{"model": b.model, "reason": b.reason} for b in blockers],
     }

@@ -23,18 +23,19 @@ from llmux.liveness import Liveness
 from llmux.policies.cheapest_wake import CheapestWakeEviction
 from llmux.policies.fifo import FifoPolicy
 from llmux.switcher import Switcher, _Unobserved
+from llmux.switcher.model import (
+    ASLEEP,
+    AWAKE,
+    DRAINING,
+    FAILED,
+    SLEEPING,
+    UNLOADED,
+    UNLOADING,
+    WAKING,
+)
 from llmux.testing.hooks import FakeHookRunner
 
 from .test_switcher import CapturedEvents, Outcome, ScriptedPolicy
-
-ASLEEP = ModelState.ASLEEP
-WAKING = ModelState.WAKING
-AWAKE = ModelState.AWAKE
-DRAINING = ModelState.DRAINING
-SLEEPING = ModelState.SLEEPING
-UNLOADED = ModelState.UNLOADED
-UNLOADING = ModelState.UNLOADING
-FAILED = ModelState.FAILED
 
 
 def residencyConfig(

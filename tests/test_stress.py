@@ -103,6 +103,44 @@ class Request:
     error: BaseException | None = None
 
 
+def arrive(
+    rng: random.Random,
+    clock: Clock,
+    switcher: Switcher,
+    models: tuple[str, ...],
+    at: float,
+    granted: Callable[[Request], None] = lambda request: None,
+) -> Request:
+    """
+    Schedule one request for a random model of C{models}: it may be
+    abandoned while waiting, or cut short while being served. C{granted} is
+    told when it gets its slot.
+    """
+    request = Request(model=rng.choice(models))
+    serviceSecs = rng.uniform(0.0, 2.0)
+    abandonAfter = rng.uniform(0.0, 10.0) if rng.random() < 0.1 else None
+    cutShort = rng.random() < 0.1
+
+    def answered(slot: ISlot) -> None:
+        request.answers += 1
+        request.slot = slot
+        granted(request)
+        clock.callLater(serviceSecs / 4 if cutShort else serviceSecs, slot.release)
+
+    def failed(failure: Failure) -> None:
+        request.answers += 1
+        request.error = failure.value
+
+    def start() -> None:
+        d = switcher.acquire(request.model)
+        d.addCallbacks(answered, failed)
+        if abandonAfter is not None:
+            clock.callLater(abandonAfter, d.cancel)
+
+    clock.callLater(at, start)
+    return request
+
+
 class StressTests(SynchronousTestCase):
     """
     Random traffic against the invariants.
@@ -135,42 +173,12 @@ class StressTests(SynchronousTestCase):
         hooks = ChaoticHooks(clock, rng, failureRate=0.1)
         switcher = Switcher(config, build(settings), hooks, clock)
         switcher.start()
-        requests = [self.arrive(rng, clock, switcher, i * 0.2) for i in range(1500)]
+        requests = [arrive(rng, clock, switcher, MODELS, i * 0.2) for i in range(1500)]
         for _ in range(6000):
             clock.advance(0.1)
             self.checkInvariants(config, switcher, hooks, requests, seed)
         switcher.stop()
         self.checkAtRest(switcher, hooks, requests, clock, seed)
-
-    def arrive(
-        self, rng: random.Random, clock: Clock, switcher: Switcher, at: float
-    ) -> Request:
-        """
-        Schedule one request: it may be abandoned while waiting, or cut short
-        while being served.
-        """
-        request = Request(model=rng.choice(MODELS))
-        serviceSecs = rng.uniform(0.0, 2.0)
-        abandonAfter = rng.uniform(0.0, 10.0) if rng.random() < 0.1 else None
-        cutShort = rng.random() < 0.1
-
-        def answered(slot: ISlot) -> None:
-            request.answers += 1
-            request.slot = slot
-            clock.callLater(serviceSecs / 4 if cutShort else serviceSecs, slot.release)
-
-        def failed(failure: Failure) -> None:
-            request.answers += 1
-            request.error = failure.value
-
-        def start() -> None:
-            d = switcher.acquire(request.model)
-            d.addCallbacks(answered, failed)
-            if abandonAfter is not None:
-                clock.callLater(abandonAfter, d.cancel)
-
-        clock.callLater(at, start)
-        return request
 
     def checkInvariants(
         self,
@@ -348,9 +356,14 @@ class ResidencyStressTests(SynchronousTestCase):
         switcher.preload()
         names = config.modelNames
         misgrants: list[str] = []
+
+        def granted(request: Request) -> None:
+            state = switcher.stateOf(request.model)
+            if state is not ModelState.AWAKE:
+                misgrants.append(f"{request.model} granted while {state.value}")
+
         requests = [
-            self.arrive(rng, clock, switcher, names, i * 0.2, misgrants)
-            for i in range(1500)
+            arrive(rng, clock, switcher, names, i * 0.2, granted) for i in range(1500)
         ]
         for _ in range(6000):
             clock.advance(0.1)
@@ -368,40 +381,6 @@ class ResidencyStressTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [], f"seed {seed}")
         served = sum(1 for r in requests if r.slot is not None)
         self.assertGreater(served, len(requests) // 5, f"seed {seed}: too few served")
-
-    def arrive(
-        self,
-        rng: random.Random,
-        clock: Clock,
-        switcher: Switcher,
-        names: tuple[str, ...],
-        at: float,
-        misgrants: list[str],
-    ) -> Request:
-        request = Request(model=rng.choice(names))
-        serviceSecs = rng.uniform(0.0, 2.0)
-        abandonAfter = rng.uniform(0.0, 10.0) if rng.random() < 0.1 else None
-
-        def answered(slot: ISlot) -> None:
-            request.answers += 1
-            request.slot = slot
-            state = switcher.stateOf(request.model)
-            if state is not ModelState.AWAKE:
-                misgrants.append(f"{request.model} granted while {state.value}")
-            clock.callLater(serviceSecs, slot.release)
-
-        def failed(failure: Failure) -> None:
-            request.answers += 1
-            request.error = failure.value
-
-        def start() -> None:
-            d = switcher.acquire(request.model)
-            d.addCallbacks(answered, failed)
-            if abandonAfter is not None:
-                clock.callLater(abandonAfter, d.cancel)
-
-        clock.callLater(at, start)
-        return request
 
     def checkInvariants(
         self,

@@ -17,6 +17,7 @@ from llmux.interfaces import (
     ISlot,
     ModelState,
     PendingContext,
+    SwitchedContext,
     TickContext,
 )
 from llmux.liveness import Liveness
@@ -429,6 +430,68 @@ class EvictionTests(SynchronousTestCase):
             ("A", "draining (1 in flight) to make room for B"),
         )
         slot.release()
+
+    def test_blockedByWaking(self) -> None:
+        """
+        When nothing can be evicted yet (what is in the way is waking), the
+        blockers say what holds the room and what it is doing.
+        """
+        h = Residency({"gpu": 80}, {"A": gpu(60), "B": gpu(60)})
+        h.acquire("A")
+        h.acquire("B")
+        [blocker] = h.switcher.blockers("B")
+        self.assertEqual((blocker.model, blocker.reason), ("A", "waking"))
+
+    def test_durationFromLastSleep(self) -> None:
+        """
+        With two victims, the switch costs the time from the last victim's
+        sleep to the end of the wake, not the other victim's drain before.
+        """
+        policy = ScriptedPolicy()
+        h = Residency(
+            {"gpu": 80}, {"A": gpu(40), "B": gpu(40), "Big": gpu(80)}, policy=policy
+        )
+        slotA = h.wake("A")
+        h.wake("B").release()
+        h.acquire("Big")
+        h.hooks.finishNext("B", "sleep")
+        h.clock.advance(100)
+        slotA.release()
+        h.clock.advance(3)
+        h.hooks.finishNext("A", "sleep")
+        h.clock.advance(4)
+        h.hooks.finishNext("Big", "wake")
+        [after] = [c for c in policy.seen if isinstance(c, SwitchedContext)][-1:]
+        self.assertEqual(after.durationSecs, 7)
+        self.assertEqual(after.victims, ("A", "B"))
+
+    def test_unloadOnlyCountsAsEviction(self) -> None:
+        """
+        An asleep model unloaded to make room is an eviction too; an awake
+        one put to sleep and unloaded counts once.
+        """
+        h = Residency(
+            {"gpu": 80, "ram": 100},
+            {
+                "A": gpu(40, asleep_resources={"ram": 60}, unload="u", idle_ttl_secs=5),
+                "B": gpu(40, asleep_resources={"ram": 60}, unload="u"),
+            },
+        )
+        h.wake("A").release()
+        h.clock.advance(5)
+        h.hooks.finishNext("A", "sleep")
+        b = h.acquire("B")
+        self.assertEqual(h.hooks.log()[-1], ("A", "unload"))
+        h.hooks.finishNext("A", "unload")
+        h.hooks.finishNext("B", "wake")
+        assert b.slot is not None
+        b.slot.release()
+        self.assertEqual(h.observer.evictions, [("A", "idle_ttl"), ("A", "capacity")])
+        h.acquire("A")
+        h.hooks.finishNext("B", "sleep")
+        h.hooks.finishNext("B", "unload")
+        self.assertEqual(h.observer.evictions[-1], ("B", "capacity"))
+        self.assertEqual(len(h.observer.evictions), 3)
 
     def test_wakeFailsAfterVictimSlept(self) -> None:
         """

@@ -366,8 +366,8 @@ class EvictionContext:
 class Eviction:
     """
     An eviction policy's choice: the placement to wake the target in and the
-    models to evict for it, most important first (the first is the switch's
-    C{from}).
+    models to evict for it. The first is reported as the switch's C{from}
+    (in metrics, logs and the cost estimates).
     """
 
     placement: int
@@ -544,8 +544,7 @@ class ModelView:
 @attrs.frozen
 class PoolView:
     """
-    One pool of the declared capacity and how much of it is held (by
-    models, or set aside for switches under way).
+    One pool of the declared capacity and how much of it models hold.
     """
 
     name: str

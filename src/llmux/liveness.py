@@ -96,7 +96,8 @@ class Liveness:
                 adopted.append(model)
                 continue
             self.log.warn(
-                "{model} is also awake; putting it to sleep ({adopted} was adopted)",
+                "{model} is also awake but does not fit; putting it to sleep"
+                " (adopted: {adopted})",
                 event="extra_model_awake",
                 model=model,
                 adopted=", ".join(adopted),

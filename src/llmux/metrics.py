@@ -143,8 +143,8 @@ class Metrics:
         )
         self._evictions = Counter(
             "llmux_evictions_total",
-            "Models put to sleep or unloaded, by why: capacity, idle_ttl,"
-            " admin, dead or shutdown.",
+            "Models put to sleep (or unloaded) to make room or otherwise, by"
+            " why: capacity, idle_ttl, admin, dead or shutdown.",
             ["model", "reason"],
             registry=registry,
         )

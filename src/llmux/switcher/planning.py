@@ -56,8 +56,10 @@ class Plan:
         than it fitting by itself (an admission) or being a preload.
     @ivar reason: C{"request"} (its waiters want it; with none left it is
         called off) or C{"preload"}.
-    @ivar sleepStarted: when the first victim's C{sleep} hook started: the
-        start of the switch's measured duration.
+    @ivar sleepStarted: when the last victim to start its C{sleep} (or
+        C{unload}) hook started it: the start of the switch's measured
+        duration, so another victim's drain meanwhile is not counted as
+        what the switch costs.
     """
 
     target: Resident

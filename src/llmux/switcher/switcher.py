@@ -76,7 +76,7 @@ from ..interfaces import (
     SwitchContext,
     SwitchedContext,
 )
-from ..logs import observer
+from ..logs import observer as logObserver
 from ..resources import fits
 from .ledger import Ledger, LedgerError
 from .model import (
@@ -174,7 +174,7 @@ class Switcher(SwitcherViews):
     @ivar lastError: the message of the last failed switch, or C{None}.
     """
 
-    log = Logger(observer=observer)
+    log: Logger
 
     def __init__(
         self,
@@ -193,6 +193,8 @@ class Switcher(SwitcherViews):
             from ..policies.lru import LruEviction
 
             eviction = LruEviction()
+        # The namespace operators filter on, whichever module holds the class.
+        self.log = Logger("llmux.switcher.Switcher", self, logObserver)
         self._policy = policy
         self._eviction = eviction
         self._hooks = hooks
@@ -375,6 +377,12 @@ class Switcher(SwitcherViews):
             if view.idleExpiresInSecs is not None
         ]
         retry = min(expiries) if expiries else PINNED_RETRY_SECS
+        self.log.info(
+            "{model}: refused, it cannot fit beside pinned {pinned}",
+            event="cannot_fit",
+            model=state.name,
+            pinned=", ".join(blockers),
+        )
         return ModelCannotFit(state.name, blockers, max(1.0, retry))
 
     def _consult(self, state: Resident) -> None:
@@ -680,17 +688,21 @@ class Switcher(SwitcherViews):
             was put to sleep.
         """
         model = victim.resident
-        if model.state is AWAKE:
+        slept = model.state is AWAKE
+        if slept:
             await self._drain(model, plan.target)
             if not plan.wanted:
                 return False
-            if plan.sleepStarted is None:
-                plan.sleepStarted = self._clock.seconds()
+            plan.sleepStarted = self._clock.seconds()
             await self._sleep(model, "capacity", plan.target.name)
         while model.state not in RESTING:
             # Put to sleep meanwhile by something else (a death): wait.
             await model.untilSettled()
         if victim.unload and model.state is not UNLOADED:
+            if not slept:
+                # Evicted by its unload alone.
+                plan.sleepStarted = self._clock.seconds()
+                self._observer.evicted(model.name, "capacity")
             await self._unload(model, "capacity")
         # Its room is the target's now (see Plan.setAside); the model itself
         # may be woken again where there is room.

@@ -28,8 +28,9 @@ from ..interfaces import (
     PoolView,
     TickContext,
 )
+from ..resources import shortfall
 from .ledger import Ledger
-from .model import AWAKE, DRAINING, RESTING, UP, WAKING, Resident
+from .model import AWAKE, DRAINING, UP, WAKING, Resident
 from .planning import Plan, Victim, candidates, choose, firstFit, pinnedBlockers
 from .states import Active, Idle, State, Switching
 
@@ -277,7 +278,7 @@ class SwitcherViews:
             return tuple(
                 Blocker(v.resident.name, self._describe(v.resident))
                 for v in plan.victims
-                if v.resident.state not in RESTING or v.unload
+                if not v.done
             )
         evicting = self._victims.get(state.name)
         if evicting is not None:
@@ -288,15 +289,30 @@ class SwitcherViews:
         pinned = pinnedBlockers(state, self._models.values(), self._ledger)
         if pinned:
             return tuple(Blocker(name, "pinned") for name in pinned)
+        victims = self._victimsFor(state)
+        if victims:
+            why = "to be evicted when the policy decides"
+            return tuple(Blocker(name, why) for name in victims)
+        return self._inTheWay(state)
+
+    def _inTheWay(self, state: Resident) -> tuple[Blocker, ...]:
+        """
+        When no eviction can be proposed (the models in the way are waking,
+        going to sleep or making room for another): the models holding what
+        C{state} lacks, and what they are doing.
+        """
+        free = self._free()
+        short = {pool for need in self._needs(state) for pool in shortfall(need, free)}
         return tuple(
-            Blocker(name, "to be evicted when the policy decides")
-            for name in self._victimsFor(state)
+            Blocker(model.name, self._describe(model))
+            for model in self._models.values()
+            if model is not state and short & set(self._ledger.holding(model.name))
         )
 
     def _describe(self, model: Resident) -> str:
         if model.state is DRAINING:
             return f"draining ({model.inFlight} in flight)"
-        if model.state is AWAKE:
+        if model.state is AWAKE and model.name in self._victims:
             return "awake until its min_active_secs"
         return model.state.value
 

@@ -176,6 +176,13 @@ class ModelConfig:
             MappingProxyType(minus(capacity, self.asleep_resources)),
         )
 
+    def upHolding(self, placement: Mapping[str, float]) -> dict[str, float]:
+        """
+        What the model holds while up in C{placement}: the placement and its
+        C{asleep_resources}.
+        """
+        return plus(placement, self.asleep_resources)
+
     def placed(self, placement: int) -> ModelConfig:
         """
         This model as its hooks run in C{placement}.
@@ -271,13 +278,19 @@ class Config:
     @property
     def pools(self) -> Mapping[str, float]:
         """
-        The capacity the switcher books models against: the declared
-        C{capacity}, or without one a single pool that every model holds
-        entirely (one model awake at a time).
+        The capacity the switcher books models against (see L{poolsOf}).
         """
-        if self.capacity is None:
-            return MappingProxyType({EXCLUSIVE_POOL: 1.0})
-        return self.capacity
+        return poolsOf(self.capacity)
+
+
+def poolsOf(capacity: Mapping[str, float] | None) -> Mapping[str, float]:
+    """
+    The declared C{capacity}, or without one a single pool that every model
+    holds entirely (one model awake at a time).
+    """
+    if capacity is None:
+        return MappingProxyType({EXCLUSIVE_POOL: 1.0})
+    return capacity
 
 
 def loadConfig(path: str) -> Config:
@@ -520,7 +533,7 @@ def checkResidency(
 
     @raise ConfigError: naming the first model at fault.
     """
-    pools: Mapping[str, float] = capacity or {EXCLUSIVE_POOL: 1.0}
+    pools = poolsOf(capacity)
     kept: dict[str, float] = {}
     for model in models:
         if model.unload is None and model.asleep_resources:
@@ -536,14 +549,6 @@ def checkResidency(
     _checkPins(models, pools, kept, capacity is None)
 
 
-def _upHolding(model: ModelConfig, placement: Mapping[str, float]) -> dict[str, float]:
-    """
-    What C{model} holds while up in C{placement}: the placement and its
-    C{asleep_resources}.
-    """
-    return plus(placement, model.asleep_resources)
-
-
 def _checkFits(
     model: ModelConfig, pools: Mapping[str, float], kept: Mapping[str, float]
 ) -> None:
@@ -552,7 +557,7 @@ def _checkFits(
         others = minus(kept, model.asleep_resources)
     room = minus(pools, others)
     placements = model.placementsWithin(pools)
-    needs = [_upHolding(model, placement) for placement in placements]
+    needs = [model.upHolding(placement) for placement in placements]
     if any(fits(need, room) for need in needs):
         return
     raise ConfigError(
@@ -602,7 +607,7 @@ def _somePlacementsFit(
             return True
         model = pinned[index]
         for placement in model.placementsWithin(pools):
-            after = plus(used, _upHolding(model, placement))
+            after = plus(used, model.upHolding(placement))
             if fits(after, pools) and search(index + 1, after):
                 return True
         return False

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_resources -*-
+# -*- test-case-name: tests.test_ledger -*-
 """
 Amounts of capacity: plain arithmetic on mappings of pool name to units.
 

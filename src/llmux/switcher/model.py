@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_switcher_model -*-
+# -*- test-case-name: tests.test_residency -*-
 """
 One model as the switcher keeps it: its state, what it holds, its requests.
 
@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IDelayedCall
 
 from ..config import ModelConfig
 from ..interfaces import ISlot, ModelState
-from ..resources import Amounts, minus, plus
+from ..resources import Amounts, minus
 
 __all__ = ["MOVES", "UP", "RESTING", "Resident", "Waiter"]
 
@@ -134,7 +134,7 @@ class Resident:
         """
         What it holds while up in C{placement}.
         """
-        return plus(self.placements[placement], self.config.asleep_resources)
+        return self.config.upHolding(self.placements[placement])
 
     def holdingIn(self, state: ModelState) -> dict[str, float]:
         """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_switcher_planning -*-
+# -*- test-case-name: tests.test_residency -*-
 """
 Planning a wake: where the model goes, and who makes room for it.
 

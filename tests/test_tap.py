@@ -71,7 +71,7 @@ class OptionsTests(SynchronousTestCase):
         """
         path = writeConfig(self, CONFIG.replace("  quantum_secs: 12\n", ""))
         options = self.parse("--config", path)
-        self.assertEqual(options.listen, "tcp:3999")
+        self.assertEqual(options.listen, "tcp:3999:backlog=1024")
         self.assertEqual(options.policy.name, "fifo")
         self.assertEqual(options.config.modelNames, ("a", "b"))
         rr = self.parse("-c", writeConfig(self), "--policy", "round_robin")
@@ -83,7 +83,9 @@ class OptionsTests(SynchronousTestCase):
         --port overrides the config; --listen overrides both.
         """
         path = writeConfig(self, CONFIG.replace("  quantum_secs: 12\n", ""))
-        self.assertEqual(self.parse("-c", path, "-p", "4000").listen, "tcp:4000")
+        self.assertEqual(
+            self.parse("-c", path, "-p", "4000").listen, "tcp:4000:backlog=1024"
+        )
         listen = "tcp:4001:interface=127.0.0.1"
         self.assertEqual(
             self.parse("-c", path, "-p", "4000", "--listen", listen).listen, listen
@@ -171,10 +173,11 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(self.fails("-p", "x").count("\n"), 1)
 
-    def test_serviceFreezesStartupHeap(self) -> None:
+    def test_serviceTunesProcess(self) -> None:
         """
-        The service twistd runs freezes its start-up heap when it starts
-        (test processes building services themselves do not).
+        The service twistd runs tunes its process when it starts (frozen
+        start-up heap, GC thresholds, Twisted's cycles broken); test
+        processes building services themselves do not.
         """
         from llmux.service import LlmuxService
         from llmux.tap import makeService
@@ -182,7 +185,7 @@ class OptionsTests(SynchronousTestCase):
         options = self.parse("-c", writeConfig(self), "--policy", "round_robin")
         service = makeService(options)
         assert isinstance(service, LlmuxService)
-        self.assertTrue(service.freezeHeap)
+        self.assertTrue(service.tune)
 
     def test_synopsis(self) -> None:
         """

@@ -112,14 +112,16 @@ class BackendClientTests(SynchronousTestCase):
 
     def test_bodyAndNoCookiesCarried(self) -> None:
         """
-        A cookie a backend set on one request is not sent with the next: each
-        request has a client of its own. The body arrives whole.
+        A cookie a backend set on one request is not sent with the next,
+        though one client sends both (llmux has one for all requests). The
+        body arrives whole.
         """
         backend = _CookieBackend()
         agent = RequestTraversalAgent(backend)
+        client = backendClient(agent)
         for body in (b'{"model": "a"}', b'{"model": "b"}'):
             response = self.successResultOf(
-                backendClient(agent).request(
+                client.request(
                     "POST", "http://127.0.0.1:8001/v1/completions", data=body
                 )
             )
@@ -127,3 +129,19 @@ class BackendClientTests(SynchronousTestCase):
             agent.flush()
         self.assertEqual(backend.cookies, [None, None])
         self.assertEqual(backend.bodies, [b'{"model": "a"}', b'{"model": "b"}'])
+
+    def test_clientCookieForwarded(self) -> None:
+        """
+        The Cookie header a client sent goes to the backend as it was.
+        """
+        backend = _CookieBackend()
+        agent = RequestTraversalAgent(backend)
+        self.successResultOf(
+            backendClient(agent).request(
+                "POST",
+                "http://127.0.0.1:8001/v1/completions",
+                headers={"Cookie": "theirs=1"},
+                data=b"{}",
+            )
+        )
+        self.assertEqual(backend.cookies, [b"theirs=1"])

@@ -6,7 +6,6 @@ HTTP listener, started and stopped together.
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from twisted.application.service import Service
@@ -27,10 +26,11 @@ from .logs import addressText, observer
 from .metrics import Metrics
 from .policies import buildEvictionPolicy
 from .switcher import Switcher
+from .tuning import tuneProcess
 from .web.client import backendAgent
 from .web.resource import buildRoot, makeSite
 
-__all__ = ["LlmuxService", "freezeStartupHeap", "makeLlmuxService"]
+__all__ = ["LlmuxService", "makeLlmuxService"]
 
 
 class LlmuxService(Service):
@@ -50,13 +50,16 @@ class LlmuxService(Service):
         pool: HTTPConnectionPool,
         site: Site,
         endpoint: IStreamServerEndpoint,
+        metrics: Metrics,
         logObserver: ILogObserver | None = None,
-        freezeHeap: bool = False,
+        tune: bool = False,
     ) -> None:
         """
+        @param metrics: the service's metrics; it times full garbage
+            collections while it runs.
         @param logObserver: where the log should go, if not where twistd
             would send it.
-        @param freezeHeap: whether to call L{freezeStartupHeap} on start
+        @param tune: whether to apply L{llmux.tuning.tuneProcess} on start
             (in the llmux process, not in a test process, which would keep
             whatever its tests made).
         """
@@ -66,8 +69,9 @@ class LlmuxService(Service):
         self.pool = pool
         self.site = site
         self.endpoint = endpoint
+        self.metrics = metrics
         self.logObserver = logObserver
-        self.freezeHeap = freezeHeap
+        self.tune = tune
         self.port: IListeningPort | None = None
 
     def setServiceParent(self, parent: Any) -> None:
@@ -93,8 +97,9 @@ class LlmuxService(Service):
         self.switcher.start()
         self.liveness.start()
         self.switcher.preload()
-        if self.freezeHeap:
-            freezeStartupHeap()
+        self.metrics.watchGarbage()
+        if self.tune:
+            tuneProcess()
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
@@ -118,6 +123,7 @@ class LlmuxService(Service):
         if self.port is not None:
             await maybeDeferred(self.port.stopListening)
         self.liveness.stop()
+        self.metrics.unwatchGarbage()
         await self.switcher.shutdown(
             self.config.shutdown_timeout_secs, self.config.sleep_on_shutdown
         )
@@ -130,7 +136,7 @@ def makeLlmuxService(
     listen: str,
     reactor: Any,
     logObserver: ILogObserver | None = None,
-    freezeHeap: bool = False,
+    tune: bool = False,
     eviction: IEvictionPolicy | None = None,
 ) -> LlmuxService:
     """
@@ -139,7 +145,7 @@ def makeLlmuxService(
     @param listen: a Twisted server endpoint string, e.g. C{tcp:3000}.
     @param reactor: provides process spawning, time and networking.
     @param logObserver: where the log goes, if not where twistd sends it.
-    @param freezeHeap: see L{LlmuxService}.
+    @param tune: see L{LlmuxService}.
     @param eviction: the eviction policy; by default the one the config
         names, found through the plugin system.
     """
@@ -161,19 +167,5 @@ def makeLlmuxService(
     )
     liveness = Liveness(switcher, config, reactor)
     return LlmuxService(
-        config, switcher, liveness, pool, site, endpoint, logObserver, freezeHeap
+        config, switcher, liveness, pool, site, endpoint, metrics, logObserver, tune
     )
-
-
-def freezeStartupHeap() -> None:
-    """
-    Move everything start-up allocated (modules, classes, the config, the
-    service) out of the garbage collector's sight.
-
-    They live as long as the process, yet every full collection would walk
-    them again: tens of thousands of objects, tens of milliseconds with the
-    reactor stopped, about once a second under load. Frozen, a full collection
-    walks only what requests allocated.
-    """
-    gc.collect()
-    gc.freeze()

@@ -30,7 +30,13 @@ from .policies import (
     findPolicies,
 )
 
-__all__ = ["Options", "makeService"]
+__all__ = ["LISTEN_BACKLOG", "Options", "makeService"]
+
+#: Connections the kernel may queue for llmux to accept (it caps this at
+#: net.core.somaxconn). Twisted's default, 50, overflows whenever a burst of
+#: clients meets a busy moment, and each overflow costs its client a SYN
+#: retransmission: 1, 3, 7 s.
+LISTEN_BACKLOG = 1024
 
 
 def _port(value: str) -> int:
@@ -61,7 +67,8 @@ class Options(usage.Options):
             "port",
             "p",
             None,
-            "Port to listen on, on all interfaces (overrides the config).",
+            "Port to listen on, on all interfaces, with a listen backlog of"
+            f" {LISTEN_BACKLOG} (overrides the config).",
             _port,
         ],
         [
@@ -182,7 +189,7 @@ class Options(usage.Options):
             description: str = self["listen"]
         else:
             port = self.config.port if self["port"] is None else self["port"]
-            description = f"tcp:{port}"
+            description = f"tcp:{port}:backlog={LISTEN_BACKLOG}"
         _checkEndpoint(description)
         return description
 
@@ -223,6 +230,6 @@ def makeService(options: Options) -> IService:
         options.listen,
         reactor,
         options.logObserver,
-        freezeHeap=True,
+        tune=True,
         eviction=options.eviction,
     )

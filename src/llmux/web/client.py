@@ -12,20 +12,20 @@ in the same segment as the headers.
 
 from __future__ import annotations
 
+from http.cookiejar import Cookie
 from typing import Any
 
 from treq.client import HTTPClient
+from treq.cookies import IndexableCookieJar
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-)
+from twisted.internet.endpoints import HostnameEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IConsumer, IStreamClientEndpoint
 from twisted.web.client import URI, Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
+
+from llmux.web.cycles import BackendTCPEndpoint
 
 __all__ = [
     "POOL_IDLE_PER_BACKEND",
@@ -84,7 +84,7 @@ class BackendEndpoints:
         """
         host = uri.host.decode("ascii")
         if isIPAddress(host):
-            return TCP4ClientEndpoint(self._reactor, host, uri.port)
+            return BackendTCPEndpoint(self._reactor, host, uri.port)
         if isIPv6Address(host):
             return TCP6ClientEndpoint(self._reactor, host, uri.port)
         return HostnameEndpoint(self._reactor, uri.host, uri.port)
@@ -138,11 +138,26 @@ class BytesProducer:
         """
 
 
+class _NoCookies(IndexableCookieJar):
+    """
+    A cookie jar that keeps no cookie: what one client's backend sets must
+    never be sent on another client's request, so llmux's one treq client
+    remembers none (the client's own Cookie header is forwarded as it is).
+    """
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+
 def backendClient(agent: IAgent) -> HTTPClient:
     """
-    A treq client for one backend request.
-
-    A new one per request: treq keeps a cookie jar per client, and cookies one
-    client's backend sets must never be sent on another client's request.
+    The treq client backend requests are sent with: one for the whole
+    service, since it keeps no cookies (see L{_NoCookies}), instead of a
+    client (and a cookie jar) per request.
     """
-    return HTTPClient(agent, data_to_body_producer=BytesProducer)
+    return HTTPClient(
+        agent, cookiejar=_NoCookies(), data_to_body_producer=BytesProducer
+    )

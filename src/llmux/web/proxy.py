@@ -32,6 +32,7 @@ from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import attrs
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -222,7 +223,7 @@ class ProxyResource(Resource):
 
             clock = cast(IReactorTime, reactor)
         self._switcher = switcher
-        self._agent = agent
+        self._client = backendClient(agent)
         self._metrics = metrics
         self._clock = clock
         self._upstreamTimeout = config.upstream_timeout_secs
@@ -263,7 +264,7 @@ class ProxyResource(Resource):
         origin = self._origins.get(model)
         exchange = _Exchange(
             request=request,
-            agent=self._agent,
+            client=self._client,
             model=model,
             origin=origin,
             body=body,
@@ -333,7 +334,7 @@ class _Exchange:
     """
 
     request: Request
-    agent: IAgent
+    client: HTTPClient
     model: str
     origin: str | None
     body: bytes
@@ -367,7 +368,7 @@ class _Exchange:
             self.upstreamTimer = self.clock.callLater(
                 self.upstreamTimeout, self.upstreamTimedOut
             )
-        self.waiting = responding = backendClient(self.agent).request(
+        self.waiting = responding = self.client.request(
             request.method.decode("ascii"),
             self.origin + _requestTarget(request.uri),
             headers=forwardedRequestHeaders(request.requestHeaders),

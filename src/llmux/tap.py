@@ -75,8 +75,10 @@ class Options(usage.Options):
             "listen",
             None,
             None,
-            "Twisted endpoint to listen on, e.g. tcp:3000:interface=127.0.0.1 or"
-            " unix:/run/llmux.sock (overrides --port).",
+            "Twisted endpoint to listen on, e.g."
+            " tcp:3000:interface=127.0.0.1:backlog=1024 or"
+            " unix:/run/llmux.sock:backlog=1024 (overrides --port; without"
+            " backlog=, Twisted's default of 50 applies).",
         ],
         ["policy", None, "fifo", "Switch policy, by name (see --list-policies)."],
         [

@@ -18,12 +18,20 @@ What it answers, on every port it listens on:
     (C{?chunks=100&delay=0.02}), defaulting to 100 and 0.02.
   - any other C{POST}: one small chat completion as JSON.
   - C{GET /health}: C{ok}.
+  - C{GET /_bench/collect}: run the garbage collector now (see below) and
+    answer how many objects it freed.
   - C{GET /_bench/arrivals}: the wall-clock times (ns) at which requests whose
     target contains C{record=1} began to arrive, as a JSON list; the list is
     then emptied. The switch-overhead measurement uses this.
 
 HTTP/1.0 requests (C{twisted.web.proxy.ReverseProxyResource} sends them) get
 an HTTP/1.0 answer delimited by closing the connection when streamed.
+
+It runs with its garbage collector off: with thousands of connections open,
+one full collection takes 100 ms or more, and the first chunk of every
+stream that arrives meanwhile would wait for it. Its answers leave no
+reference cycles; asyncio's closed connections do (a few kB each), which
+C{benchmarks/scale.py} frees between phases with C{GET /_bench/collect}.
 
 Run::
 
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import time
@@ -185,6 +194,9 @@ class BackendProtocol(asyncio.Protocol):
                 self._stream(target, version == b"HTTP/1.0" or close)
                 return
             transport.write(_JSON_RESPONSE)
+        elif target.startswith(b"/_bench/collect"):
+            payload = json.dumps({"collected": gc.collect()}).encode()
+            transport.write(_plain(b"200 OK", payload))
         elif target.startswith(b"/_bench/arrivals"):
             payload = json.dumps(_arrivals).encode()
             _arrivals.clear()
@@ -211,29 +223,78 @@ class BackendProtocol(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         transport.write(_SSE_HEAD_10 if http10 else _SSE_HEAD_11)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        frame = _raw if http10 else _chunked
+        _Stream(self, transport, chunks, delay, http10).send(0)
 
-        def send(seq: int) -> None:
-            if self._closed:
-                return
-            event = _EVENT_START % (seq, time.time_ns()) + _EVENT_REST
-            if seq + 1 < chunks:
-                transport.write(frame(event))
-                loop.call_at(start + (seq + 1) * delay, send, seq + 1)
-                return
-            transport.write(frame(event + _DONE))
-            if http10:
-                self._closed = True
-                transport.close()
-                return
-            transport.write(b"0\r\n\r\n")
-            self._streaming = False
-            if self._buffer:
-                self.data_received(b"")
+    def streamEnded(self) -> None:
+        """
+        The answer being streamed has ended on a connection kept open: answer
+        the next request if it has arrived already.
+        """
+        self._streaming = False
+        if self._buffer:
+            self.data_received(b"")
 
-        send(0)
+
+class _Stream:
+    """
+    One SSE answer being sent: C{chunks} events C{delay} seconds apart, the
+    first at once, each stamped with its send time.
+
+    A bound method of this object is what the loop's timer holds; nothing
+    refers back to it, so an answer leaves no reference cycle behind (the
+    backend runs without the garbage collector: see L{main}).
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_delay",
+        "_frame",
+        "_http10",
+        "_loop",
+        "_protocol",
+        "_start",
+        "_transport",
+    )
+
+    def __init__(
+        self,
+        protocol: BackendProtocol,
+        transport: asyncio.Transport,
+        chunks: int,
+        delay: float,
+        http10: bool,
+    ) -> None:
+        self._protocol = protocol
+        self._transport = transport
+        self._chunks = chunks
+        self._delay = delay
+        self._http10 = http10
+        self._frame = _raw if http10 else _chunked
+        self._loop = asyncio.get_running_loop()
+        self._start = self._loop.time()
+
+    def send(self, seq: int) -> None:
+        """
+        Send event C{seq} and schedule the next, or end the answer.
+        """
+        protocol = self._protocol
+        if protocol._closed:
+            return
+        transport = self._transport
+        event = _EVENT_START % (seq, time.time_ns()) + _EVENT_REST
+        if seq + 1 < self._chunks:
+            transport.write(self._frame(event))
+            self._loop.call_at(
+                self._start + (seq + 1) * self._delay, self.send, seq + 1
+            )
+            return
+        transport.write(self._frame(event + _DONE))
+        if self._http10:
+            protocol._closed = True
+            transport.close()
+            return
+        transport.write(b"0\r\n\r\n")
+        protocol.streamEnded()
 
 
 def _chunked(data: bytes) -> bytes:
@@ -278,6 +339,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, action="append", required=True)
     parser.add_argument("--backlog", type=int, default=4096)
     options = parser.parse_args()
+    # With thousands of connections open, one full collection of the
+    # backend's heap takes 100 ms or more, and every request arriving
+    # meanwhile waits: that would show up as the first-chunk latency of
+    # whatever is measured. The backend's answers leave no reference cycle;
+    # asyncio's closed transports do (about 3 kB each), which the harness
+    # frees between phases with GET /_bench/collect.
+    gc.disable()
     asyncio.run(_serve(options.port, options.backlog))
 
 

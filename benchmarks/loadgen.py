@@ -4,12 +4,19 @@ Load clients for the llmux benchmarks: raw asyncio sockets, no HTTP library.
 Two commands, each printing one JSON object on stdout:
 
   - C{sse}: open C{--streams} streaming chat completions (optionally spread
-    over C{--ramp} seconds), read every Server-Sent Event of every stream and
-    report time to first chunk, per-chunk latency (arrival time minus the
-    send time the benchmark backend stamps into each event), and every chunk
-    or C{[DONE]} that did not arrive. Per-chunk latency through a proxy minus
-    the same figure measured directly against the backend is the latency the
-    proxy adds to each token.
+    evenly over C{--ramp} seconds: C{--streams 60000 --ramp 60} is a steady
+    1000 new streams/s), read every Server-Sent Event of every stream and
+    report time to first chunk (C{ttfc_ms} from the connection being made,
+    C{first_chunk_ms} from the start of the request, connecting included),
+    per-chunk latency (arrival time minus the send time the benchmark backend
+    stamps into each event), and every chunk or C{[DONE]} that did not
+    arrive; with C{--window S}, the same per window of S seconds. Per-chunk
+    latency through a proxy minus the same figure measured directly against
+    the backend is the latency the proxy adds to each token. It also reports
+    its own CPU time, peak memory and event-loop lag (how late a 10 ms timer
+    ran): a client short of CPU would measure its own delays. C{--engine
+    epoll} runs the same streams on a bare C{epoll} loop instead of asyncio,
+    for about 70% of the CPU: the scale benchmark's 10,000 streams.
   - C{http}: a fallback for C{wrk}: C{--connections} keep-alive connections
     each sending non-streaming requests back to back for C{--duration}
     seconds; reports requests/s and latency percentiles. It is Python, so it
@@ -29,11 +36,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
+import heapq
 import json
+import os
 import re
+import resource
+import select
+import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["percentile", "runHTTP", "runSSE"]
@@ -157,23 +171,40 @@ class _Body:
 class _StreamProtocol(asyncio.Protocol):
     """
     One streaming request: records the arrival of each event.
+
+    It runs on an asyncio transport (L{runSSE}) or on the bare socket of
+    L{_LeanClient}, and calls C{onFinish} with itself once, when the
+    stream has ended one way or another (C{outcome} says how).
+
+    @ivar started: when the client began the request (ns, wall clock), just
+        before it asked for the connection: the start of the first-chunk
+        latency that includes connecting (and so a SYN dropped by a full
+        accept queue and sent again a second later).
     """
 
-    def __init__(self, request: bytes, run: _SSERun) -> None:
+    def __init__(
+        self,
+        request: bytes,
+        run: _SSERun,
+        started: int,
+        onFinish: Callable[[_StreamProtocol], None],
+    ) -> None:
         self._request = request
         self._run = run
         self._body = _Body()
         self._events = b""
         self._sent = 0
+        self._onFinish = onFinish
+        self.started = started
         self.seqs: set[int] = set()
         self.done = False
-        self.finished: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._transport: asyncio.Transport | None = None
+        self.outcome: str | None = None
+        self._transport: Any = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:
         self._transport = transport
         self._sent = time.time_ns()
+        self._run.connect.append((self._sent - self.started) / 1e6)
         transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
@@ -190,17 +221,18 @@ class _StreamProtocol(asyncio.Protocol):
             if match is not None:
                 seq = int(match.group(1))
                 if not self.seqs:
-                    run.ttfc.append((now - self._sent) / 1e6)
+                    run.firstChunk(now, (now - self._sent) / 1e6, self.started)
                 self.seqs.add(seq)
-                run.latencies.append((now - int(match.group(2))) / 1e6)
+                run.chunk(now, (now - int(match.group(2))) / 1e6)
             elif b"[DONE]" in event:
                 self.done = True
         if body.complete:
             self._finish("ok")
 
     def _finish(self, outcome: str) -> None:
-        if not self.finished.done():
-            self.finished.set_result(outcome)
+        if self.outcome is None:
+            self.outcome = outcome
+            self._onFinish(self)
         if self._transport is not None:
             self._transport.close()
 
@@ -210,18 +242,161 @@ class _StreamProtocol(asyncio.Protocol):
             outcome = "ok"
         else:
             outcome = f"connection lost: {exc or 'closed'}"
-        if not self.finished.done():
-            self.finished.set_result(outcome)
+        if self.outcome is None:
+            self.outcome = outcome
+            self._onFinish(self)
+
+    def complete(self, chunks: int) -> bool:
+        """
+        Whether all C{chunks} events and C{[DONE]} arrived and the body ended.
+        """
+        return len(self.seqs) == chunks and self.done and self._body.complete
 
 
 class _SSERun:
     """
-    The samples gathered by all streams of one run.
+    The samples gathered by all streams of one run, and its totals.
+
+    @ivar window: when not 0, the samples are also kept per window of this
+        many seconds (by arrival time from the run's start), for a timeline.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunks: int, started: int, window: float) -> None:
+        self.chunks = chunks
+        self.started = started
+        self.window = int(window * 1e9)
         self.ttfc: list[float] = []
+        self.firstChunks: list[float] = []
+        self.connect: list[float] = []
         self.latencies: list[float] = []
+        self.windowChunks: dict[int, list[float]] = {}
+        self.windowFirst: dict[int, list[float]] = {}
+        self.windowOpen: dict[int, int] = {}
+        self.outcomes: Counter[str] = Counter()
+        self.received = self.doneCount = self.complete = 0
+
+    def firstChunk(self, now: int, fromConnected: float, started: int) -> None:
+        """
+        Record the first chunk of a stream, arrived at C{now} (ns).
+        """
+        self.ttfc.append(fromConnected)
+        fromStart = (now - started) / 1e6
+        self.firstChunks.append(fromStart)
+        if self.window:
+            key = (now - self.started) // self.window
+            self.windowFirst.setdefault(key, []).append(fromStart)
+
+    def chunk(self, now: int, latency: float) -> None:
+        """
+        Record a chunk arrived at C{now} (ns), C{latency} ms after it was sent.
+        """
+        self.latencies.append(latency)
+        if self.window:
+            key = (now - self.started) // self.window
+            self.windowChunks.setdefault(key, []).append(latency)
+
+    def opened(self, count: int) -> None:
+        """
+        Note that C{count} streams are open (or connecting) now.
+        """
+        if self.window:
+            key = (time.time_ns() - self.started) // self.window
+            if count > self.windowOpen.get(key, 0):
+                self.windowOpen[key] = count
+
+    def finished(self, stream: _StreamProtocol) -> None:
+        """
+        Count a stream that has ended (its record can then be dropped).
+        """
+        self.outcomes[stream.outcome or "?"] += 1
+        self.received += len(stream.seqs)
+        self.doneCount += stream.done
+        self.complete += stream.complete(self.chunks)
+
+    def result(
+        self, streams: int, delay: float, ramp: float, elapsed: float, opened: float
+    ) -> dict[str, Any]:
+        """
+        The summary printed by the C{sse} command.
+        """
+        chunks = self.chunks
+        result = {
+            "streams": streams,
+            "chunks_per_stream": chunks,
+            "delay_s": delay,
+            "ramp_s": ramp,
+            "complete_streams": self.complete,
+            "outcomes": dict(self.outcomes),
+            "chunks_expected": streams * chunks,
+            "chunks_received": self.received,
+            "done_expected": streams,
+            "done_received": self.doneCount,
+            "lost": streams * chunks - self.received + streams - self.doneCount,
+            "elapsed_s": round(elapsed, 3),
+            "opened_s": round(opened, 3),
+            "ttfc_ms": _summary(self.ttfc),
+            "first_chunk_ms": _summary(self.firstChunks),
+            "connect_ms": _summary(self.connect),
+            "chunk_latency_ms": _summary(self.latencies),
+        }
+        if self.window:
+            result["timeline"] = self.timeline()
+        return result
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """
+        The chunk and first-chunk latencies per window, and the most streams
+        open at once in it (the C{epoll} client only).
+        """
+        keys = sorted(
+            set(self.windowChunks) | set(self.windowFirst) | set(self.windowOpen)
+        )
+        return [
+            {
+                "t_s": round(key * self.window / 1e9, 3),
+                "chunk_latency_ms": _summary(self.windowChunks.get(key, [])),
+                "first_chunk_ms": _summary(self.windowFirst.get(key, [])),
+                "most_open": self.windowOpen.get(key),
+            }
+            for key in keys
+        ]
+
+
+def _clientFigures(cpuBefore: float, lags: list[float]) -> dict[str, Any]:
+    """
+    What the client itself cost: CPU seconds, peak memory, and how late its
+    loop ran a timer due every 10 ms (when the client is short of CPU, every
+    latency it measures is late by about this much).
+    """
+    return {
+        "cpu_s": round(time.process_time() - cpuBefore, 3),
+        "loop_lag_ms": _summary(lags),
+        "max_rss_mib": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        ),
+    }
+
+
+class _LoopLag:
+    """
+    Measures how late the asyncio loop runs a timer due every C{interval} s.
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._interval = interval
+        self._due = self._loop.time() + interval
+        self.lags: list[float] = []
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def _tick(self) -> None:
+        now = self._loop.time()
+        self.lags.append((now - self._due) * 1000)
+        self._due = now + self._interval
+        self._handle = self._loop.call_at(self._due, self._tick)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 async def runSSE(
@@ -232,60 +407,261 @@ async def runSSE(
     model: str = "bench",
     ramp: float = 0.0,
     timeout: float = 60.0,
+    window: float = 0.0,
 ) -> dict[str, Any]:
     """
-    Run C{streams} concurrent streams of C{chunks} events C{delay} apart.
+    Run C{streams} concurrent streams of C{chunks} events C{delay} apart,
+    opened at an even pace over C{ramp} seconds (stream I{i} at
+    C{ramp * i / streams}; all at once when C{ramp} is 0), on asyncio.
 
+    A stream's record is summed up and dropped when it ends, so a long run
+    at a steady rate keeps only the open ones.
+
+    @param timeout: seconds a stream may take once connected.
+    @param window: when not 0, also report the latencies per window of this
+        many seconds (C{timeline}).
     @return: the summary printed by the C{sse} command.
     """
     loop = asyncio.get_running_loop()
-    run = _SSERun()
-    path = f"/v1/chat/completions?chunks={chunks}&delay={delay}"
-    request = _requestBytes(port, path, model, stream=True)
-    outcomes: Counter[str] = Counter()
-    protocols: list[_StreamProtocol] = []
+    run = _SSERun(chunks, time.time_ns(), window)
+    request = _requestBytes(port, _ssePath(chunks, delay), model, stream=True)
+    lag = _LoopLag()
+    cpuBefore = time.process_time()
 
-    async def one(index: int) -> None:
-        if ramp:
-            await asyncio.sleep(ramp * index / streams)
+    async def one() -> None:
+        started = time.time_ns()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def onFinish(stream: _StreamProtocol) -> None:
+            run.finished(stream)
+            finished.set_result(None)
+
         try:
             _, protocol = await loop.create_connection(
-                lambda: _StreamProtocol(request, run), "127.0.0.1", port
+                lambda: _StreamProtocol(request, run, started, onFinish),
+                "127.0.0.1",
+                port,
             )
         except OSError as e:
-            outcomes[f"connect failed: {e.strerror or e}"] += 1
+            run.outcomes[f"connect failed: {e.strerror or e}"] += 1
             return
-        protocols.append(protocol)
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(protocol.finished), timeout)
+            await asyncio.wait_for(asyncio.shield(finished), timeout)
         except TimeoutError:
-            outcome = "timed out"
-            protocol._finish(outcome)
-        outcomes[outcome] += 1
+            protocol._finish("timed out")
 
+    started = loop.time()
+    pending: set[asyncio.Task[None]] = set()
+    for index in range(streams):
+        wait = started + ramp * index / streams - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        task = loop.create_task(one())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    opened = loop.time() - started
+    while pending:
+        await asyncio.gather(*list(pending))
+    elapsed = loop.time() - started
+    lag.stop()
+    result = run.result(streams, delay, ramp, elapsed, opened)
+    result["client"] = {"engine": "asyncio", **_clientFigures(cpuBefore, lag.lags)}
+    return result
+
+
+def _ssePath(chunks: int, delay: float) -> str:
+    """
+    The request target that asks the benchmark backend for C{chunks} events
+    C{delay} seconds apart.
+    """
+    return f"/v1/chat/completions?chunks={chunks}&delay={delay}"
+
+
+class _SocketTransport:
+    """
+    The little of a transport L{_StreamProtocol} uses, on a bare socket.
+    """
+
+    __slots__ = ("_client", "_socket", "closed")
+
+    def __init__(self, client: _LeanClient, sock: socket.socket) -> None:
+        self._client = client
+        self._socket = sock
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self._socket.sendall(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._client.forget(self._socket)
+
+
+class _LeanClient:
+    """
+    The C{sse} client without asyncio: non-blocking sockets on one
+    C{epoll}, the same stream records (L{_StreamProtocol}) and the same
+    figures as L{runSSE}, for a fraction of the CPU per stream (asyncio's
+    connection set-up, tasks, futures and timeouts cost about as much as the
+    kernel's side of a loopback connection). The scale benchmark opens
+    10,000 streams at 1,000 a second from one process on the core it shares
+    with the backend, which asyncio could not do without becoming the
+    bottleneck.
+    """
+
+    def __init__(self, port: int, run: _SSERun, request: bytes) -> None:
+        self._address = ("127.0.0.1", port)
+        self._run = run
+        self._request = request
+        self._epoll = select.epoll()
+        #: fd -> (socket, stream, connected yet)
+        self._open: dict[int, list[Any]] = {}
+        self._deadlines: list[tuple[float, int, int, _StreamProtocol]] = []
+        self._opened = 0
+        #: The most streams open at once.
+        self.maxOpen = 0
+
+    def open(self, timeout: float) -> None:
+        """
+        Start one stream.
+        """
+        started = time.time_ns()
+        stream = _StreamProtocol(self._request, self._run, started, self._run.finished)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as e:  # out of file descriptors: the target fell behind
+            self._run.outcomes[f"connect failed: {e.strerror or e}"] += 1
+            return
+        sock.setblocking(False)
+        error = sock.connect_ex(self._address)
+        if error not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._run.outcomes[f"connect failed: {os.strerror(error)}"] += 1
+            return
+        fd = sock.fileno()
+        self._open[fd] = [sock, stream, False]
+        self._epoll.register(fd, select.EPOLLOUT)
+        self.maxOpen = max(self.maxOpen, len(self._open))
+        self._run.opened(len(self._open))
+        self._opened += 1
+        deadline = (time.monotonic() + timeout, self._opened, fd, stream)
+        heapq.heappush(self._deadlines, deadline)
+
+    def forget(self, sock: socket.socket) -> None:
+        """
+        Stop watching C{sock} and close it.
+        """
+        fd = sock.fileno()
+        if self._open.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+        sock.close()
+
+    def pending(self) -> int:
+        """
+        How many streams are open.
+        """
+        return len(self._open)
+
+    def poll(self, timeout: float) -> None:
+        """
+        Wait up to C{timeout} seconds and handle what the sockets report.
+        """
+        for fd, _ in self._epoll.poll(timeout):
+            entry = self._open.get(fd)
+            if entry is None:
+                continue
+            sock, stream, connected = entry
+            if not connected:
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self.forget(sock)
+                    stream.outcome = f"connect failed: {os.strerror(error)}"
+                    self._run.outcomes[stream.outcome] += 1
+                    continue
+                entry[2] = True
+                self._epoll.modify(fd, select.EPOLLIN)
+                stream.connection_made(_SocketTransport(self, sock))
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                self.forget(sock)
+                stream.connection_lost(e)
+                continue
+            if data:
+                stream.data_received(data)
+            else:
+                self.forget(sock)
+                stream.connection_lost(None)
+
+    def expire(self) -> None:
+        """
+        End the streams that have run past their deadline.
+        """
+        now = time.monotonic()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, _, fd, stream = heapq.heappop(deadlines)
+            if stream.outcome is None:
+                entry = self._open.get(fd)
+                if entry is not None and entry[1] is stream:
+                    if not entry[2]:  # still connecting: not counted by _finish
+                        self.forget(entry[0])
+                    stream._finish("timed out")
+
+
+def runSSELean(
+    port: int,
+    streams: int,
+    chunks: int,
+    delay: float,
+    model: str = "bench",
+    ramp: float = 0.0,
+    timeout: float = 60.0,
+    window: float = 0.0,
+) -> dict[str, Any]:
+    """
+    L{runSSE} on L{_LeanClient}: the same streams, schedule and summary.
+    """
+    run = _SSERun(chunks, time.time_ns(), window)
+    request = _requestBytes(port, _ssePath(chunks, delay), model, stream=True)
+    client = _LeanClient(port, run, request)
+    cpuBefore = time.process_time()
+    lags: list[float] = []
+    tick = 0.01
     started = time.monotonic()
-    await asyncio.gather(*(one(i) for i in range(streams)))
+    nextTick = started + tick
+    nextExpiry = started + 1.0
+    index = 0
+    opened = 0.0
+    while index < streams or client.pending():
+        now = time.monotonic()
+        while index < streams and started + ramp * index / streams <= now:
+            client.open(timeout)
+            index += 1
+            if index == streams:
+                opened = time.monotonic() - started
+        if now >= nextTick:
+            lags.append((now - nextTick) * 1000)
+            nextTick = now + tick
+        if now >= nextExpiry:
+            client.expire()
+            nextExpiry = now + 1.0
+        wake = nextTick
+        if index < streams:
+            wake = min(wake, started + ramp * index / streams)
+        client.poll(max(0.0, wake - time.monotonic()))
     elapsed = time.monotonic() - started
-    received = sum(len(p.seqs) for p in protocols)
-    doneCount = sum(1 for p in protocols if p.done)
-    complete = sum(
-        1 for p in protocols if len(p.seqs) == chunks and p.done and p._body.complete
-    )
-    return {
-        "streams": streams,
-        "chunks_per_stream": chunks,
-        "delay_s": delay,
-        "complete_streams": complete,
-        "outcomes": dict(outcomes),
-        "chunks_expected": streams * chunks,
-        "chunks_received": received,
-        "done_expected": streams,
-        "done_received": doneCount,
-        "lost": streams * chunks - received + streams - doneCount,
-        "elapsed_s": round(elapsed, 3),
-        "ttfc_ms": _summary(run.ttfc),
-        "chunk_latency_ms": _summary(run.latencies),
+    result = run.result(streams, delay, ramp, elapsed, opened)
+    result["client"] = {
+        "engine": "epoll",
+        "max_open": client.maxOpen,
+        **_clientFigures(cpuBefore, lags),
     }
+    return result
 
 
 def _summary(values: list[float]) -> dict[str, float | int | None]:
@@ -414,6 +790,15 @@ def main() -> None:
     sse.add_argument("--model", default="bench")
     sse.add_argument("--ramp", type=float, default=0.0, help="seconds to open all")
     sse.add_argument("--timeout", type=float, default=60.0)
+    sse.add_argument(
+        "--window", type=float, default=0.0, help="seconds per timeline window"
+    )
+    sse.add_argument(
+        "--engine",
+        choices=("asyncio", "epoll"),
+        default="asyncio",
+        help="asyncio, or a bare epoll loop at a fraction of the CPU per stream",
+    )
     http = commands.add_parser("http", help="non-streaming requests (wrk fallback)")
     http.add_argument("--port", type=int, required=True)
     http.add_argument("--connections", type=int, default=64)
@@ -422,17 +807,20 @@ def main() -> None:
     options = parser.parse_args()
     gc.disable()
     if options.command == "sse":
-        result = asyncio.run(
-            runSSE(
-                options.port,
-                options.streams,
-                options.chunks,
-                options.delay,
-                options.model,
-                options.ramp,
-                options.timeout,
-            )
+        args = (
+            options.port,
+            options.streams,
+            options.chunks,
+            options.delay,
+            options.model,
+            options.ramp,
+            options.timeout,
+            options.window,
         )
+        if options.engine == "epoll":
+            result = runSSELean(*args)
+        else:
+            result = asyncio.run(runSSE(*args))
     else:
         result = asyncio.run(
             runHTTP(options.port, options.connections, options.duration, options.model)

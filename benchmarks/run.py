@@ -319,12 +319,23 @@ def sourceEnvironment(source: Path) -> dict:
     return env
 
 
-def llmuxCommand(source: Path, configPath: Path, port: int) -> tuple[list[str], dict]:
+#: The listen backlog llmux gives the port it builds (llmux.tap.LISTEN_BACKLOG).
+LLMUX_BACKLOG = 1024
+
+
+def llmuxCommand(
+    source: Path, configPath: Path, port: int, backlog: int | None = LLMUX_BACKLOG
+) -> tuple[list[str], dict]:
     """
     The command line and environment that run llmux through its console
-    script entry point, from the source tree C{source}.
+    script entry point, from the source tree C{source}, listening on
+    127.0.0.1 with C{backlog}: by default the backlog llmux gives the port
+    it builds itself; C{None} or 0 for none in C{--listen}, so Twisted's 50.
     """
     env = sourceEnvironment(source)
+    listen = f"tcp:{port}:interface=127.0.0.1"
+    if backlog:
+        listen += f":backlog={backlog}"
     argv = [
         sys.executable,
         "-c",
@@ -332,7 +343,7 @@ def llmuxCommand(source: Path, configPath: Path, port: int) -> tuple[list[str], 
         "--config",
         str(configPath),
         "--listen",
-        f"tcp:{port}:interface=127.0.0.1",
+        listen,
     ]
     return argv, env
 
@@ -1093,10 +1104,13 @@ def ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}x"
 
 
-def table(summary: dict[str, dict[str, Any]]) -> str:
+def table(
+    summary: dict[str, dict[str, Any]], rows: list[tuple[str, str, str]] = ROWS
+) -> str:
     """
     The results as a Markdown table: one column per target, then llmux's
-    ratios to the minimal treq proxy, to direct and to nginx.
+    ratios to the minimal treq proxy, to direct and to nginx. C{rows}: key,
+    label, and C{"ratio"} where the ratios make sense.
     """
     names = [n for n in TARGET_ORDER if n in summary]
     names += [n for n in summary if n not in TARGET_ORDER]
@@ -1110,7 +1124,7 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
         "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |",
     ]
     llmux = summary.get("llmux", {})
-    for key, label, compare in ROWS:
+    for key, label, compare in rows:
         if not any(key in summary[n] for n in names):
             continue
         cells = [label] + [formatValue(summary[n].get(key)) for n in names]
@@ -1331,6 +1345,10 @@ def startTargets(
     backend: subprocess.Popen[bytes],
     variants: dict[str, Path],
     configs: dict[str, Any],
+    *,
+    backlogs: dict[str, int] | None = None,
+    treqOptions: list[str] | None = None,
+    nginxConnections: int = 8192,
 ) -> list[Target]:
     """
     Start every requested target in front of the first of C{backendPorts}
@@ -1339,7 +1357,14 @@ def startTargets(
     @param backend: the backend process, whose costs I{direct} reports.
     @param variants: extra llmux targets: name -> source tree.
     @param configs: filled with the config of each llmux target.
+    @param backlogs: target name -> listen backlog, for the llmux targets
+        and I{treq} (otherwise llmux's default and Twisted's 50); nginx
+        listens with a backlog of 4096 (its template).
+    @param treqOptions: more command-line options for I{treq}.
+    @param nginxConnections: nginx's C{worker_connections} (two per stream:
+        client and backend), and its open-file limit.
     """
+    backlogs = backlogs or {}
     backendPort, otherPort = backendPorts
     workdir = processes.workdir
     started: list[Target] = []
@@ -1352,7 +1377,9 @@ def startTargets(
         if name == "llmux" or name in variants:
             configPath = workdir / f"config-{name}.json"
             configs[name] = writeConfig(configPath, {"bench": (backendPort, "true")})
-            argv, env = llmuxCommand(variants.get(name, source), configPath, port)
+            argv, env = llmuxCommand(
+                variants.get(name, source), configPath, port, backlogs.get(name)
+            )
             process = processes.start(name, argv, cpu, env)
         elif name == CAPACITY_TARGET:
             configPath = workdir / f"config-{name}.json"
@@ -1362,7 +1389,7 @@ def startTargets(
                 capacity=CAPACITY,
                 extra=RESIDENTS,
             )
-            argv, env = llmuxCommand(source, configPath, port)
+            argv, env = llmuxCommand(source, configPath, port, backlogs.get(name))
             process = processes.start(name, argv, cpu, env)
         elif name in ("treq", "rp"):
             script = "treq_proxy.py" if name == "treq" else "rp_proxy.py"
@@ -1374,6 +1401,10 @@ def startTargets(
                 "--backend-port",
                 str(backendPort),
             ]
+            if name == "treq":
+                if name in backlogs:
+                    argv += ["--backlog", str(backlogs[name])]
+                argv += treqOptions or []
             # The treq baseline sends through llmux's own backend client.
             process = processes.start(name, argv, cpu, sourceEnvironment(source))
         elif name == "nginx":
@@ -1384,6 +1415,8 @@ def startTargets(
                 ("@PREFIX@", str(prefix)),
                 ("@PORT@", str(port)),
                 ("@BACKEND_PORT@", str(backendPort)),
+                ("@WORKER_CONNECTIONS@", str(nginxConnections)),
+                ("@RLIMIT_NOFILE@", str(max(16384, nginxConnections + 100))),
             ):
                 config = config.replace(key, value)
             (prefix / "nginx.conf").write_text(config)

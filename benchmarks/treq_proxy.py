@@ -17,6 +17,9 @@ L{Site} has llmux's settings (no access log, no form parsing). So the ratio
 of the two is the cost of llmux's own logic.
 
 The harness runs it with the llmux source tree first on C{PYTHONPATH}.
+C{--backlog} sets its listen backlog (Twisted's default is 50); with
+C{--gc-stats} it counts and times its full garbage collections and answers
+C{GET /_bench/gc} with them (the scale benchmark, C{scale.py}, reads them).
 
 Run::
 
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import time
 
 from twisted.internet import reactor
 from twisted.internet.interfaces import IPushProducer
@@ -157,6 +162,58 @@ class MinimalProxy(Resource):
         return NOT_DONE_YET
 
 
+class GCStats:
+    """
+    Counts the process's full (generation 2) garbage collections and times
+    each one, with a C{gc.callbacks} hook: the same figures llmux exposes in
+    its C{/metrics} (C{python_gc_collections_total},
+    C{llmux_gc_full_pause_seconds}), for the scale benchmark's baseline.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._collecting)
+
+    def _collecting(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.time(), time.perf_counter() - self._started))
+
+    def snapshot(self) -> dict[str, object]:
+        """
+        Collections so far per generation, and every full collection as
+        C{[wall-clock end, pause seconds]}.
+        """
+        return {
+            "collections": [stats["collections"] for stats in gc.get_stats()],
+            "full_pauses": self.pauses,
+        }
+
+
+class GCStatsProxy(MinimalProxy):
+    """
+    L{MinimalProxy} that also answers C{GET /_bench/gc} with the JSON
+    L{GCStats.snapshot} (C{--gc-stats}); without the flag the proxy does not
+    pay even the path check.
+    """
+
+    def __init__(self, agent: IAgent, origin: str, stats: GCStats) -> None:
+        super().__init__(agent, origin)
+        self._stats = stats
+
+    def render(self, request: Request) -> int:
+        if request.path == b"/_bench/gc":
+            request.setHeader(b"content-type", b"application/json")
+            request.write(json.dumps(self._stats.snapshot()).encode())
+            request.finish()
+            return NOT_DONE_YET
+        return super().render(request)
+
+
 class QuietSite(Site):
     """
     A L{Site} set up like llmux's: no access log, no start/stop chatter, and
@@ -180,11 +237,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--backend-port", type=int, required=True)
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=50,
+        help="listen backlog (default 50, Twisted's default)",
+    )
+    parser.add_argument(
+        "--gc-stats",
+        action="store_true",
+        help="time full garbage collections; GET /_bench/gc answers them",
+    )
     options = parser.parse_args()
     agent, _ = backendAgent(reactor)
     origin = f"http://127.0.0.1:{options.backend_port}"
-    site = QuietSite(MinimalProxy(agent, origin))
-    reactor.listenTCP(options.port, site, interface="127.0.0.1")
+    if options.gc_stats:
+        root: MinimalProxy = GCStatsProxy(agent, origin, GCStats())
+    else:
+        root = MinimalProxy(agent, origin)
+    site = QuietSite(root)
+    reactor.listenTCP(
+        options.port, site, backlog=options.backlog, interface="127.0.0.1"
+    )
     gc.collect()
     gc.freeze()
     print(f"treq proxy on {options.port} -> {origin}", flush=True)

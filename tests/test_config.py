@@ -237,14 +237,17 @@ class ValidationTests(SynchronousTestCase):
 
     def test_missingKey(self) -> None:
         data = {"models": {"a": {"port": 1, "wake": "w", "sleep": "s"}}}
-        self.assertRejected(data, "models.a.alive: missing (required)")
+        self.assertRejected(
+            data, "models.a.alive: missing (required unless the model has a command)"
+        )
 
     def test_unknownKeys(self) -> None:
         self.assertRejected(
             {"models": {"a": model(wakeup="x")}},
             "models.a.wakeup: unknown key (expected one of: port, wake, sleep, alive,"
             " unload, resources, asleep_resources, unload_after_secs, idle_ttl_secs,"
-            " pin, preload, max_in_flight)",
+            " pin, preload, max_in_flight, command, env, cwd, ready, stop_timeout_secs,"
+            " backend, sleep_level)",
         )
         with self.assertRaises(ConfigError) as caught:
             parseConfig({"models": {"a": model()}, "prot": 1})
@@ -265,11 +268,11 @@ class ValidationTests(SynchronousTestCase):
         )
         self.assertRejected(
             {"models": {"a": model(wake=["x"])}},
-            "models.a.wake: must be a non-empty string (a path or a script)",
+            "models.a.wake[0].path: must be a path starting with '/', not 'x'",
         )
         self.assertRejected(
             {"models": {"a": model(sleep="  ")}},
-            "models.a.sleep: must be a non-empty string (a path or a script)",
+            "models.a.sleep: must be a non-empty script or a list of HTTP steps",
         )
         self.assertRejected(
             {"models": {"a": model()}, "policy": {"drain_before_switch": "yes"}},
@@ -548,7 +551,7 @@ class ResidencyConfigTests(SynchronousTestCase):
             ),
             (
                 {"models": {"a": gpuModel(1, unload="")}},
-                "models.a.unload: must be a non-empty string (a path or a script)",
+                "models.a.unload: must be a non-empty script or a list of HTTP steps",
             ),
             (
                 {"models": {"a": gpuModel(1, idle_ttl_secs=0)}},

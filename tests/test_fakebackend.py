@@ -763,6 +763,8 @@ class ProgramTests(TestCase):
             ["--port", "70000", "--model", "m"],
             ["--port", "1", "--model", "m", "--chunk-delay", "-1"],
             ["--port", "1", "--model", "m", "--chunks", "x"],
+            ["--port", "1", "--model", "m", "--backend", "tgi"],
+            ["--port", "1", "--model", "m", "--ready-after", "-1"],
         ):
             with self.assertRaises(SystemExit) as raised:
                 main(argv)

@@ -25,7 +25,8 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from llmux.config import ModelConfig
-from llmux.hooks import HookRunner, _Tail
+from llmux.hooks import HookRunner
+from llmux.hooks.shell import Tail as _Tail
 from llmux.interfaces import HookResult, IHookRunner
 from llmux.logs import setVerbose
 

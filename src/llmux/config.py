@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import yaml
 
+from .hookconfig import (
+    DEFAULT_STOP_TIMEOUT_SECS,
+    Hook,
+    HttpStep,
+    Managed,
+    ProcessConfig,
+    StepError,
+    parseCommand,
+    parseHookValue,
+    parseStep,
+    resolveDirectory,
+)
+from .presets import BACKENDS, presetKeys
 from .resources import describeShortfall, fits, minus, plus, total
 
 __all__ = [
@@ -38,6 +51,16 @@ __all__ = [
 
 DEFAULT_PORT = 3000
 REQUIRED_MODEL_KEYS = ("port", "wake", "sleep", "alive")
+#: The keys of a backend llmux runs itself, and of presets (SPEC section 10).
+BACKEND_KEYS = (
+    "command",
+    "env",
+    "cwd",
+    "ready",
+    "stop_timeout_secs",
+    "backend",
+    "sleep_level",
+)
 #: The residency keys of a model (SPEC section 9), all optional.
 RESIDENCY_KEYS = (
     "unload",
@@ -49,7 +72,7 @@ RESIDENCY_KEYS = (
     "preload",
     "max_in_flight",
 )
-MODEL_KEYS = REQUIRED_MODEL_KEYS + RESIDENCY_KEYS
+MODEL_KEYS = REQUIRED_MODEL_KEYS + RESIDENCY_KEYS + BACKEND_KEYS
 POLICY_KEYS = (
     "request_timeout_secs",
     "drain_before_switch",
@@ -120,11 +143,16 @@ def _placements(
 @attrs.frozen
 class ModelConfig:
     """
-    One model: the backend's port, the shell hooks that manage it, and what
-    it holds of the host's capacity (SPEC section 9).
+    One model: the backend's port, the hooks that manage it (SPEC section
+    10: shell scripts, HTTP steps or actions on its own process; see
+    L{llmux.hookconfig}), and what it holds of the host's capacity (SPEC
+    section 9).
 
     @ivar directory: where hooks run: the config file's directory.
     @ivar unload: the hook that frees C{asleep_resources}, or C{None}.
+    @ivar process: the backend process llmux runs for this model
+        (C{command:}), or C{None}.
+    @ivar backend: the C{backend:} preset its hooks came from, or C{None}.
     @ivar resources: the alternative placements: what the model holds while
         it is waking, awake, draining or going to sleep, tried in order.
         Empty: the model holds every pool entirely (it is exclusive).
@@ -145,11 +173,13 @@ class ModelConfig:
 
     name: str
     port: int
-    wake: str
-    sleep: str
-    alive: str
+    wake: Hook
+    sleep: Hook
+    alive: Hook
     directory: str = "."
-    unload: str | None = None
+    unload: Hook | None = None
+    process: ProcessConfig | None = None
+    backend: str | None = None
     resources: tuple[Mapping[str, float], ...] = attrs.field(
         default=(), converter=_placements
     )
@@ -419,11 +449,28 @@ def _parseModel(
     if not isinstance(settings, dict):
         raise ConfigError(where, "must be a mapping with port, wake, sleep and alive")
     checkKeys(settings, MODEL_KEYS, where)
-    for key in REQUIRED_MODEL_KEYS:
-        if key not in settings:
-            raise ConfigError(f"{where}.{key}", "missing (required)")
-    wake, sleep, alive = (_readHook(settings, hook, where) for hook in HOOK_NAMES)
-    unload = _readHook(settings, "unload", where) if "unload" in settings else None
+    if "port" not in settings:
+        raise ConfigError(f"{where}.port", "missing (required)")
+    settings = {**_preset(settings, where), **settings}
+    process = _parseProcess(settings, directory, where)
+    given: dict[str, Hook] = {
+        hook: _readHook(settings, hook, where)
+        for hook in (*HOOK_NAMES, "unload")
+        if hook in settings
+    }
+    for hook in HOOK_NAMES:
+        if hook not in given and process is None:
+            raise ConfigError(
+                f"{where}.{hook}", "missing (required unless the model has a command)"
+            )
+    wake = given.get("wake", Managed.START)
+    sleep = given.get("sleep", Managed.STOP)
+    alive = given.get("alive", Managed.READY)
+    unload: Hook | None = given.get("unload")
+    if unload is None and process is not None and "sleep" in given:
+        # The process keeps running while asleep (vLLM's sleep mode, say):
+        # unloading stops it.
+        unload = Managed.STOP
     unloadAfter = readNumber(settings, "unload_after_secs", 0.0, where)
     if unloadAfter and unload is None:
         raise ConfigError(f"{where}.unload_after_secs", "needs an unload hook")
@@ -449,16 +496,93 @@ def _parseModel(
         wake=wake,
         sleep=sleep,
         alive=alive,
+        process=process,
+        backend=settings.get("backend"),
     )
 
 
-def _readHook(settings: Mapping[str, Any], hook: str, where: str) -> str:
-    script = settings[hook]
-    if not isinstance(script, str) or not script.strip():
+def _readHook(
+    settings: Mapping[str, Any], hook: str, where: str
+) -> str | tuple[HttpStep, ...]:
+    """
+    A hook: a shell script or a list of HTTP steps.
+    """
+    return _parsed(f"{where}.{hook}", parseHookValue, settings[hook])
+
+
+_T = TypeVar("_T")
+
+
+def _parsed(field: str, parse: Callable[[Any], _T], value: Any) -> _T:
+    """
+    C{parse(value)}, its L{StepError} turned into a config error at C{field}.
+    """
+    try:
+        return parse(value)
+    except StepError as e:
+        if e.field is None:
+            raise ConfigError(field, e.message) from None
+        joiner = "" if e.field.startswith("[") else "."
+        raise ConfigError(f"{field}{joiner}{e.field}", e.message) from None
+
+
+def _preset(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """
+    The keys a C{backend:} preset fills in (the model's own override them).
+    """
+    if "backend" not in settings:
+        if "sleep_level" in settings:
+            raise ConfigError(f"{where}.sleep_level", "needs backend: vllm")
+        return {}
+    backend = settings["backend"]
+    if backend not in BACKENDS:
         raise ConfigError(
-            f"{where}.{hook}", "must be a non-empty string (a path or a script)"
+            f"{where}.backend",
+            f"unknown backend {backend!r} (expected one of: {', '.join(BACKENDS)})",
         )
-    return script
+    level = settings.get("sleep_level", 1)
+    if "sleep_level" in settings and backend != "vllm":
+        raise ConfigError(f"{where}.sleep_level", "needs backend: vllm")
+    if level not in (1, 2) or isinstance(level, bool):
+        raise ConfigError(f"{where}.sleep_level", f"must be 1 or 2, not {level!r}")
+    return presetKeys(backend, level)
+
+
+def _parseProcess(
+    settings: Mapping[str, Any], directory: str, where: str
+) -> ProcessConfig | None:
+    """
+    The process llmux runs for the model (C{command:} and its companions).
+    """
+    if "command" not in settings:
+        for key in ("env", "cwd", "ready", "stop_timeout_secs"):
+            if key in settings:
+                raise ConfigError(f"{where}.{key}", "needs a command")
+        return None
+    argv = _parsed(f"{where}.command", parseCommand, settings["command"])
+    env = settings.get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float))
+        for k, v in env.items()
+    ):
+        raise ConfigError(f"{where}.env", "must be a mapping of variable to value")
+    return ProcessConfig(
+        argv=argv,
+        env={k: str(v) for k, v in env.items()},
+        cwd=_parsed(
+            f"{where}.cwd",
+            lambda value: resolveDirectory(directory, value),
+            settings.get("cwd", "."),
+        ),
+        ready=_parsed(f"{where}.ready", parseStep, settings.get("ready", "/health")),
+        stop_timeout_secs=readNumber(
+            settings,
+            "stop_timeout_secs",
+            DEFAULT_STOP_TIMEOUT_SECS,
+            where,
+            positive=True,
+        ),
+    )
 
 
 def _parseCapacity(table: Any) -> dict[str, float] | None:

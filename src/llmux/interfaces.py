@@ -427,6 +427,8 @@ class HookResult:
     @ivar durationSecs: wall time from spawn to the end of its output.
     @ivar stdout: the last bytes it wrote to standard output (bounded).
     @ivar stderr: the last bytes it wrote to standard error (bounded).
+    @ivar error: why a hook that is not a script failed (an HTTP step, a
+        managed process), in one line; empty otherwise.
     """
 
     model: str
@@ -437,6 +439,7 @@ class HookResult:
     durationSecs: float
     stdout: bytes = b""
     stderr: bytes = b""
+    error: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -449,6 +452,10 @@ class HookResult:
         """
         One line saying why the hook failed, with the tail of its stderr.
         """
+        if self.error:
+            if self.timedOut:
+                return f"timed out after {self.durationSecs:.1f}s: {self.error}"
+            return self.error
         if self.timedOut:
             what = f"timed out after {self.durationSecs:.1f}s"
         elif self.signal is not None:

@@ -16,9 +16,38 @@ A few endpoints exist only to exercise a proxy:
   - C{GET /die-midstream?after=K}: C{K} SSE chunks, then the connection
     closes without an end of body, like a backend that crashed.
 
+It can play a real server's sleep mode (L{llmux.testing.sleepmode} has the
+details), so that tests and the demo need no GPU; C{backend} (C{--backend})
+picks one:
+
+  - C{plain} (the default): no sleep mode, always serving;
+  - C{vllm}: vLLM's development-mode sleep API: C{POST /sleep?level=1|2},
+    C{POST /wake_up[?tags=...]}, C{GET /is_sleeping}, C{POST /collective_rpc}
+    (C{{"method": "reload_weights"}}, needed after a level-2 sleep) and
+    C{POST /reset_prefix_cache};
+  - C{sglang}: SGLang's C{POST /release_memory_occupation} and
+    C{POST /resume_memory_occupation}, each with a JSON body (C{{}}).
+
+While asleep, released, or awake without weights, generation (C{/v1/chat/
+completions}, C{/v1/completions}) is refused with a 503 JSON error;
+C{/health} and C{/v1/models} still answer. With C{readyAfter}
+(C{--ready-after S}), for the first C{S} seconds the server is still loading
+weights: C{/health} answers 503 and generation is refused.
+
+The fake reports what it was asked: every request to a control endpoint
+(those above and C{/health}) is recorded in order, the last 1000 of them, and
+listed by C{GET /_fake/calls} as C{{"calls": [{"method": "POST", "path":
+"/sleep?level=1", "json": null}, ...]}} (C{DELETE /_fake/calls} forgets
+them); in-process, L{FakeBackend.calls} has them as
+L{llmux.testing.sleepmode.Call}s. C{GET /_fake/state} shows the engine's
+state.
+
 Serve L{makeSite} in-process, or run it as a program::
 
     python -m llmux.testing.fakebackend --port 8001 --model llama
+    python -m llmux.testing.fakebackend --port 8002 --model qwen --backend vllm
+
+The program stops cleanly (exit 0) on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -26,6 +55,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -38,7 +68,19 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-__all__ = ["FakeBackend", "main", "makeSite"]
+from .sleepmode import (
+    BACKENDS,
+    CONTROL_PATHS,
+    Ask,
+    Call,
+    CallLog,
+    Engine,
+    EngineError,
+    Handler,
+    makeEngine,
+)
+
+__all__ = ["FakeBackend", "FakeSite", "main", "makeSite"]
 
 DEFAULT_CHUNK_DELAY = 0.05
 DEFAULT_CHUNKS = 8
@@ -299,6 +341,7 @@ class FakeBackend(Resource):
     The whole fake server, one leaf resource dispatching on method and path.
 
     @ivar model: the model this backend serves; every answer names it.
+    @ivar engine: the sleep-mode state of the server it plays.
     """
 
     isLeaf = True
@@ -309,12 +352,26 @@ class FakeBackend(Resource):
         clock: IReactorTime,
         chunkDelay: float = DEFAULT_CHUNK_DELAY,
         chunks: int = DEFAULT_CHUNKS,
+        *,
+        backend: str = "plain",
+        readyAfter: float = 0.0,
     ):
+        """
+        @param backend: the server to play, one of C{plain}, C{vllm} and
+            C{sglang}.
+        @param readyAfter: seconds from now on C{clock} during which the
+            server is still loading its weights.
+
+        @raise ValueError: for an unknown C{backend}.
+        """
         super().__init__()
         self.model = model
+        self.engine: Engine = makeEngine(backend, model)
         self._clock = clock
         self._chunkDelay = chunkDelay
         self._chunks = chunks
+        self._readyAt = clock.seconds() + readyAfter
+        self._calls = CallLog()
         self._ids = itertools.count(1)
         self._routes: dict[bytes, dict[bytes, Callable[[Request], bytes | int]]] = {
             b"/v1/chat/completions": {b"POST": self._chat},
@@ -324,20 +381,51 @@ class FakeBackend(Resource):
             b"/slow-headers": {b"GET": self._slowHeaders},
             b"/stream-bytes": {b"GET": self._streamBytes},
             b"/die-midstream": {b"GET": self._dieMidstream},
+            b"/_fake/calls": {b"GET": self._listCalls, b"DELETE": self._clearCalls},
+            b"/_fake/state": {b"GET": self._state},
         }
+        for path, methods in self.engine.routes().items():
+            self._routes[path] = {
+                method: self._control(handler) for method, handler in methods.items()
+            }
+
+    @property
+    def calls(self) -> tuple[Call, ...]:
+        """
+        The requests to control endpoints so far (the last 1000), oldest
+        first.
+        """
+        return self._calls.calls
+
+    def clearCalls(self) -> None:
+        """
+        Forget the recorded calls, so that a test sees only what follows.
+        """
+        self._calls.clear()
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether the server has finished loading its weights.
+        """
+        return self._clock.seconds() >= self._readyAt
 
     def render(self, request: Request) -> bytes | int:
         """
-        Dispatch to the handler for the request's method and path; render
-        every error as an OpenAI-style JSON error.
+        Record a control call, dispatch to the handler for the request's
+        method and path; render every error as an OpenAI-style JSON error.
         """
         request.setHeader(b"x-fake-backend", self.model.encode("utf-8"))
+        if request.path in CONTROL_PATHS:
+            self._calls.record(_callOf(request))
         try:
             return self._handlerFor(request)(request)
         except _HTTPError as e:
             if e.allow:
                 request.setHeader(b"allow", b", ".join(e.allow))
             return self._json(request, e.code, _errorBody(e.message))
+        except EngineError as e:
+            return self._json(request, e.code, e.document())
 
     def _handlerFor(self, request: Request) -> Callable[[Request], bytes | int]:
         """
@@ -365,6 +453,33 @@ class FakeBackend(Resource):
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(body).encode("utf-8")
+
+    def _control(self, handler: Handler) -> Callable[[Request], bytes]:
+        """
+        A request handler that asks the engine's C{handler} and renders its
+        answer.
+        """
+
+        def render(request: Request) -> bytes:
+            answer = handler(_askOf(request))
+            request.setResponseCode(answer.code)
+            if answer.contentType is not None:
+                request.setHeader(b"content-type", answer.contentType)
+            return answer.body
+
+        return render
+
+    def _checkServing(self) -> None:
+        """
+        Refuse to generate while loading, or while the engine cannot.
+
+        @raise EngineError: 503, saying why.
+        """
+        if not self.ready:
+            raise _loading(self._readyAt - self._clock.seconds())
+        refusal = self.engine.refusal()
+        if refusal is not None:
+            raise refusal
 
     def _plan(self, body: JSONObject) -> tuple[list[str], str]:
         """
@@ -405,6 +520,7 @@ class FakeBackend(Resource):
         """
         C{POST /v1/chat/completions}.
         """
+        self._checkServing()
         body = _readJSON(request)
         stream, includeUsage = self._streamRequested(body)
         pieces, reason = self._plan(body)
@@ -449,6 +565,7 @@ class FakeBackend(Resource):
         """
         C{POST /v1/completions}.
         """
+        self._checkServing()
         body = _readJSON(request)
         stream, includeUsage = self._streamRequested(body)
         pieces, reason = self._plan(body)
@@ -489,9 +606,36 @@ class FakeBackend(Resource):
 
     def _health(self, request: Request) -> bytes:
         """
-        C{GET /health}.
+        C{GET /health}: ok once loaded, asleep or not, as vLLM and SGLang
+        answer.
+
+        @raise EngineError: 503 while still loading.
         """
+        if not self.ready:
+            raise _loading(self._readyAt - self._clock.seconds())
         return self._json(request, 200, {"status": "ok"})
+
+    def _listCalls(self, request: Request) -> bytes:
+        """
+        C{GET /_fake/calls}: the recorded control calls, oldest first.
+        """
+        calls = [call.asJSON() for call in self._calls.calls]
+        return self._json(request, 200, {"calls": calls})
+
+    def _clearCalls(self, request: Request) -> bytes:
+        """
+        C{DELETE /_fake/calls}: forget the recorded calls.
+        """
+        self._calls.clear()
+        return self._json(request, 200, {"calls": []})
+
+    def _state(self, request: Request) -> bytes:
+        """
+        C{GET /_fake/state}: which server this plays, whether it has loaded,
+        and its engine's state.
+        """
+        state = {"backend": self.engine.kind, "ready": self.ready}
+        return self._json(request, 200, {**state, **self.engine.state()})
 
     def _echo(self, request: Request) -> bytes:
         """
@@ -576,15 +720,53 @@ def _errorBody(message: str) -> JSONObject:
     return {"error": {"message": message, "type": "invalid_request_error"}}
 
 
-class _LoggingSite(Site):
+def _loading(remaining: float) -> EngineError:
     """
-    A L{Site} whose access log is one L{twisted.logger} line per request.
+    The 503 of a server still loading its weights, C{remaining} seconds more.
+    """
+    return EngineError(
+        503,
+        f"The model is still loading (ready in {remaining:.1f} s)",
+        "ServiceUnavailableError",
+    )
+
+
+def _callOf(request: Request) -> Call:
+    """
+    The L{Call} that C{request} makes, its body as JSON if it is JSON.
+    """
+    data = _body(request)
+    try:
+        body = json.loads(data) if data.strip() else None
+    except ValueError:
+        body = None
+    return Call(request.method.decode("latin-1"), request.uri.decode("latin-1"), body)
+
+
+def _askOf(request: Request) -> Ask:
+    """
+    What C{request} asks a control endpoint.
+    """
+    query = {
+        name.decode("latin-1"): [v.decode("latin-1") for v in values]
+        for name, values in (request.args or {}).items()
+    }
+    return Ask(query, _body(request))
+
+
+class FakeSite(Site):
+    """
+    A L{Site} serving a L{FakeBackend}, whose access log is one
+    L{twisted.logger} line per request.
+
+    @ivar backend: the backend, to read its recorded calls and state.
     """
 
     noisy = False
 
     def __init__(self, resource: FakeBackend, clock: IReactorTime):
         super().__init__(resource, reactor=clock)
+        self.backend = resource
         self._model = resource.model
 
     def logPrefix(self) -> str:
@@ -612,17 +794,26 @@ def makeSite(
     clock: IReactorTime,
     chunkDelay: float = DEFAULT_CHUNK_DELAY,
     chunks: int = DEFAULT_CHUNKS,
-) -> Site:
+    *,
+    backend: str = "plain",
+    readyAfter: float = 0.0,
+) -> FakeSite:
     """
-    A L{Site} serving a fake backend for C{model}.
+    A L{Site} serving a fake backend for C{model}; its C{backend} attribute
+    is the L{FakeBackend}.
 
-    @param clock: times stream chunks and C{/slow-headers}, and the site's
-        own connection timeouts.
+    @param clock: times stream chunks, C{/slow-headers} and C{readyAfter},
+        and the site's own connection timeouts.
     @param chunkDelay: seconds between two streamed chunks.
     @param chunks: content chunks in a completion, unless C{max_tokens}
         asks for fewer.
+    @param backend: the server to play: C{plain}, C{vllm} or C{sglang}.
+    @param readyAfter: seconds from now during which the server is loading.
     """
-    return _LoggingSite(FakeBackend(model, clock, chunkDelay, chunks), clock)
+    resource = FakeBackend(
+        model, clock, chunkDelay, chunks, backend=backend, readyAfter=readyAfter
+    )
+    return FakeSite(resource, clock)
 
 
 def _nonNegative(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -663,6 +854,20 @@ def parseArgs(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_CHUNKS,
         help="content chunks per completion (default %(default)s)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="plain",
+        help="the server whose sleep mode to play (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ready-after",
+        type=_nonNegative(float),
+        default=0.0,
+        metavar="SECONDS",
+        help="answer /health with 503 and refuse generation for this long "
+        "after start, like a server loading weights (default %(default)s)",
+    )
     options = parser.parse_args(argv)
     if not 0 <= options.port <= 65535:
         parser.error(f"--port must be in 0..65535: {options.port}")
@@ -674,6 +879,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Serve a fake backend until SIGTERM or SIGINT; log to stdout.
     """
     options = parseArgs(argv)
+    # Until the reactor runs and installs its own handler (which stops it),
+    # SIGTERM would kill the process without running cleanup: exit instead.
+    signal.signal(signal.SIGTERM, _exitOnSignal)
 
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
@@ -682,7 +890,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stdout)], redirectStandardIO=False
     )
-    site = makeSite(options.model, reactor, options.chunk_delay, int(options.chunks))
+    site = makeSite(
+        options.model,
+        reactor,
+        options.chunk_delay,
+        int(options.chunks),
+        backend=options.backend,
+        readyAfter=options.ready_after,
+    )
     try:
         port = reactor.listenTCP(
             options.port, cast(ServerFactory, site), interface=options.host
@@ -691,13 +906,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log.error("cannot listen: {error}", error=e)
         return 1
     _log.info(
-        "fake backend for {model} listening on {host}:{port}",
+        "fake backend for {model} listening on {host}:{port}, playing {backend}",
         model=options.model,
         host=options.host,
         port=getattr(port.getHost(), "port", options.port),
+        backend=options.backend,
     )
     reactor.run()
     return 0
+
+
+def _exitOnSignal(signum: int, frame: object) -> None:
+    """
+    A signal handler: exit the program normally.
+    """
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ class InMemoryMixin:
         self.backend = FakeBackend(
             "llama", self.clock, backend=backend, readyAfter=readyAfter
         )
-        self.http = StubTreq(self.backend)
+        # StubTreq makes its methods at run time: mypy cannot see them.
+        self.http: Any = StubTreq(self.backend)
         return self.backend
 
     def call(
@@ -778,7 +779,7 @@ class VLLMProgramTests(TestCase):
         url = f"http://127.0.0.1:{port}"
 
         async def call(method: str, path: str, body: object = None) -> tuple[int, Any]:
-            kw = {} if body is None else {"json": body}
+            kw: dict[str, Any] = {} if body is None else {"json": body}
             response = await http.request(method, url + path, **kw)
             content = await response.content()
             return response.code, json.loads(content) if content else None

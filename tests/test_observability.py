@@ -207,13 +207,16 @@ class MetricsTests(TestCase):
     async def test_backendErrors(self) -> None:
         """
         A backend that refuses is counted by model, and the request as a 502.
+        The request was sent twice (a refused connection is retried once,
+        after the model is found dead and woken again), so two backend
+        errors, one 502.
         """
         h = Harness(self)
         base = h.start({"A": h.recordingModel(freePort())})
         response = await h.post(base + "/v1/completions", {"model": "A"})
         await response.content()
         samples = await scrape(h, base)
-        self.assertEqual(sample(samples, "llmux_backend_errors_total", model="A"), 1)
+        self.assertEqual(sample(samples, "llmux_backend_errors_total", model="A"), 2)
         self.assertEqual(
             sample(samples, "llmux_requests_total", model="A", status="502"), 1
         )
@@ -501,6 +504,16 @@ class CommandLineLogTests(TestCase):
             [
                 ("listening", None),
                 ("hook_failed", "alive"),
+                ("switch_started", None),
+                ("hook_completed", "wake"),
+                ("model_activated", None),
+                ("backend_failed", None),
+                # Passive health: the refused connection gets the model
+                # checked, found dead and woken again for one more try.
+                ("hook_failed", "alive"),
+                ("model_dead", None),
+                ("request_retried", None),
+                ("hook_completed", "sleep"),
                 ("switch_started", None),
                 ("hook_completed", "wake"),
                 ("model_activated", None),

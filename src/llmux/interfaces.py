@@ -658,6 +658,25 @@ class ISwitcher(Interface):
         """
 
 
+class IBackendHealth(Interface):
+    """
+    Passive health (SPEC section 10): what the proxy tells about backends
+    that fail under it.
+    """
+
+    def suspect(model: str) -> Deferred[bool]:
+        """
+        A connection to C{model}'s backend was refused or reset before it
+        answered: check the model at once (its C{alive} hook), and if it is
+        dead, mark it so (L{ISwitcher.markDead}), so the next request wakes
+        it instead of failing.
+
+        @return: fires with whether the model is still awake and answering:
+            C{False} if it was found dead, or was not awake. Cancelling it
+            leaves the check running for others.
+        """
+
+
 class ISwitchObserver(Interface):
     """
     Told what happens inside the switcher, for counting: metrics, or the

@@ -11,27 +11,36 @@ getting 502s from a dead backend forever.
 Adoption runs while no switch may start (L{ISwitcher.exclusively}); health
 checks run beside whatever else happens, and a check whose model went to
 sleep (or was woken again) while it ran counts for nothing.
+
+Passive health (L{IBackendHealth}): when the proxy finds a backend refusing
+or resetting connections, the model is checked at once, and one failed check
+is enough to mark it dead, so a crashed backend costs seconds, not
+C{alive_interval_secs * alive_failures}.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from .config import Config
-from .interfaces import ISwitcher, ModelState, ModelView
+from .interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from .logs import observer
 
 __all__ = ["Liveness"]
 
 
+@implementer(IBackendHealth)
 class Liveness:
     """
-    Start-up adoption and periodic health checks of the awake models.
+    Start-up adoption, periodic health checks of the awake models, and the
+    checks the proxy asks for (L{suspect}).
 
     @ivar adopted: fires when adoption is over (C{None} without adoption).
     """
@@ -48,6 +57,8 @@ class Liveness:
         # model woken again starts from zero.
         self._failing: dict[str, tuple[float | None, int]] = {}
         self._checker: LoopingCall | None = None
+        # Who waits for the check of each suspected model under way.
+        self._suspected: dict[str, list[Deferred[bool]]] = {}
         self.adopted: Deferred[None] | None = None
 
     def start(self) -> None:
@@ -155,3 +166,49 @@ class Liveness:
             # Not awaited: its clean-up may take minutes, and the other
             # models' checks go on meanwhile.
             self._switcher.markDead(model, reason)
+
+    def suspect(self, model: str) -> Deferred[bool]:
+        """
+        See L{IBackendHealth.suspect}. Suspicions of one model while its
+        check runs share that check.
+        """
+        view = self._current(model)
+        if view is None or view.state is not ModelState.AWAKE:
+            return succeed(False)
+        waiter: Deferred[bool] = Deferred()
+        waiters = self._suspected.get(model)
+        if waiters is None:
+            waiters = self._suspected[model] = []
+            checking = Deferred.fromCoroutine(self._checkSuspect(view))
+            checking.addErrback(self._checkFailed, model)
+            checking.addCallback(self._suspicionOver, model)
+        waiters.append(waiter)
+        return waiter
+
+    async def _checkSuspect(self, view: ModelView) -> bool:
+        model = view.name
+        result = await self._switcher.runHook(model, "alive")
+        now = self._current(model)
+        if now is None or now.state is not ModelState.AWAKE:
+            return False
+        if now.awakeSince != view.awakeSince:
+            # Woken again while the check ran: the check was of the old one.
+            return True
+        if result.succeeded:
+            return True
+        self._failing.pop(model, None)
+        self._switcher.markDead(
+            model,
+            "its backend refused or dropped a connection and its alive hook"
+            f" failed: {result.describeFailure()}",
+        )
+        return False
+
+    def _checkFailed(self, failure: Failure, model: str) -> bool:
+        self.log.failure("checking {model} failed", failure, model=model)
+        return False
+
+    def _suspicionOver(self, alive: bool, model: str) -> None:
+        for waiter in self._suspected.pop(model, []):
+            if not waiter.called:
+                waiter.callback(alive)

@@ -19,7 +19,7 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from .config import Config
-from .hooks import HookRunner
+from .hooks import HookRunner, ManagedProcesses
 from .interfaces import IEvictionPolicy, ISwitcher, ISwitchPolicy
 from .liveness import Liveness
 from .logs import addressText, observer
@@ -53,6 +53,7 @@ class LlmuxService(Service):
         metrics: Metrics,
         logObserver: ILogObserver | None = None,
         tune: bool = False,
+        processes: ManagedProcesses | None = None,
     ) -> None:
         """
         @param metrics: the service's metrics; it times full garbage
@@ -62,6 +63,8 @@ class LlmuxService(Service):
         @param tune: whether to apply L{llmux.tuning.tuneProcess} on start
             (in the llmux process, not in a test process, which would keep
             whatever its tests made).
+        @param processes: the backend processes llmux runs (C{command:}),
+            all stopped when the service stops: llmux leaves none behind.
         """
         self.config = config
         self.switcher = switcher
@@ -72,6 +75,7 @@ class LlmuxService(Service):
         self.metrics = metrics
         self.logObserver = logObserver
         self.tune = tune
+        self.processes = processes
         self.port: IListeningPort | None = None
 
     def setServiceParent(self, parent: Any) -> None:
@@ -128,6 +132,8 @@ class LlmuxService(Service):
             self.config.shutdown_timeout_secs, self.config.sleep_on_shutdown
         )
         await self.pool.closeCachedConnections()
+        if self.processes is not None:
+            await self.processes.stopAll()
 
 
 def makeLlmuxService(
@@ -154,9 +160,12 @@ def makeLlmuxService(
     metrics = Metrics()
     hooks = HookRunner(reactor, timeouts=config.hook_timeouts)
     switcher = Switcher(config, policy, hooks, reactor, metrics, eviction)
+    # A managed backend that exits is dead at once, not after health checks.
+    hooks.processes.onExit = switcher.markDead
     metrics.watch(switcher)
+    liveness = Liveness(switcher, config, reactor)
     agent, pool = backendAgent(reactor)
-    root = buildRoot(switcher, config, agent, metrics, reactor)
+    root = buildRoot(switcher, config, agent, metrics, reactor, liveness)
     endpoint = serverFromString(reactor, listen)
     site = makeSite(
         root,
@@ -165,7 +174,15 @@ def makeLlmuxService(
         metrics=metrics,
         clock=reactor,
     )
-    liveness = Liveness(switcher, config, reactor)
     return LlmuxService(
-        config, switcher, liveness, pool, site, endpoint, metrics, logObserver, tune
+        config,
+        switcher,
+        liveness,
+        pool,
+        site,
+        endpoint,
+        metrics,
+        logObserver,
+        tune,
+        hooks.processes,
     )

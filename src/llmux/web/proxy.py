@@ -34,7 +34,12 @@ from urllib.parse import quote, urlsplit
 import attrs
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionClosed,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -53,7 +58,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from llmux.config import Config
-from llmux.interfaces import ISlot, ISwitcher
+from llmux.interfaces import IBackendHealth, ISlot, ISwitcher
 from llmux.logs import observer
 from llmux.metrics import NO_MODEL_LABEL, UNKNOWN_MODEL_LABEL, Metrics
 from llmux.web.client import backendClient
@@ -205,6 +210,7 @@ class ProxyResource(Resource):
         agent: IAgent,
         metrics: Metrics,
         clock: IReactorTime | None = None,
+        health: IBackendHealth | None = None,
     ) -> None:
         """
         @param switcher: makes models ready and hands out slots on them.
@@ -216,6 +222,8 @@ class ProxyResource(Resource):
         @param metrics: where requests are counted.
         @param clock: times the wait for a backend's response headers
             (C{upstream_timeout_secs}); the global reactor if C{None}.
+        @param health: told of backends that refuse or drop connections
+            before answering; without it, such a request simply fails.
         """
         super().__init__()
         if clock is None:
@@ -223,6 +231,7 @@ class ProxyResource(Resource):
 
             clock = cast(IReactorTime, reactor)
         self._switcher = switcher
+        self._health = health
         self._client = backendClient(agent)
         self._metrics = metrics
         self._clock = clock
@@ -264,6 +273,8 @@ class ProxyResource(Resource):
         origin = self._origins.get(model)
         exchange = _Exchange(
             request=request,
+            switcher=self._switcher,
+            health=self._health,
             client=self._client,
             model=model,
             origin=origin,
@@ -312,7 +323,10 @@ class _Exchange:
 
     @ivar origin: the backend's C{http://127.0.0.1:<port>}, or C{None} if the
         model is not configured (the switcher then refuses it).
-    @ivar body: the request body, until it has been handed to treq.
+    @ivar health: told when the backend refuses or drops the connection
+        before answering (passive health), if anyone listens.
+    @ivar body: the request body, until the backend answers (a request the
+        backend never saw may be sent again).
     @ivar slot: the slot on the model, while it is held.
     @ivar waiting: the L{Deferred} this request is waiting on (for a slot,
         then for the backend's response headers), so it can be cancelled
@@ -331,9 +345,12 @@ class _Exchange:
     @ivar upstreamTimer: the pending L{upstreamTimedOut} call, if any.
     @ivar timedOut: whether the backend ran out of time, so the failure
         its cancellation causes is answered with a 504, not a 502.
+    @ivar retried: whether the request was already sent again once.
     """
 
     request: Request
+    switcher: ISwitcher
+    health: IBackendHealth | None
     client: HTTPClient
     model: str
     origin: str | None
@@ -349,6 +366,7 @@ class _Exchange:
     ended: bool = False
     upstreamTimer: IDelayedCall | None = None
     timedOut: bool = False
+    retried: bool = False
 
     def gotSlot(self, slot: ISlot) -> None:
         """
@@ -362,7 +380,7 @@ class _Exchange:
         if self.origin is None:
             raise RuntimeError(f"switcher gave a slot on unknown model {self.model!r}")
         request = self.request
-        body, self.body = self.body, b""
+        body = self.body
         # Armed first: if treq fails at once, requestFailed disarms it.
         if self.upstreamTimeout is not None:
             self.upstreamTimer = self.clock.callLater(
@@ -425,6 +443,7 @@ class _Exchange:
         """
         self.waiting = None
         self.disarmUpstreamTimer()
+        self.body = b""
         request = self.request
         # treq's response proxies every attribute read: read each once.
         code, length = response.code, response.length
@@ -481,10 +500,61 @@ class _Exchange:
             reason=describeBackendFailure(failure),
         )
         self.metrics.backendFailed(self.metricModel)
+        if self.health is None or self.retried:
+            self.badGateway(failure)
+            return None
+        # Passive health: the model is checked before this request is
+        # answered or sent again, so neither goes to a backend known dead.
+        self.retried = True
+        self.giveSlotBack()
+        self.waiting = checking = self.health.suspect(self.model)
+        checking.addCallbacks(
+            self.checked,
+            self.checkFailed,
+            callbackArgs=(failure,),
+            errbackArgs=(failure,),
+        ).addErrback(self.internalError)
+        return None
+
+    def checked(self, alive: bool, failure: Failure) -> None:
+        """
+        The model was checked after its backend failed this request. Send
+        the request again, once, if the backend never saw it (the
+        connection was refused) or the model was found dead (it is being
+        woken again, and the request waits for that); otherwise answer 502.
+        """
+        self.waiting = None
+        if self.clientGone:
+            return
+        if failure.check(ConnectionRefusedError) or not alive:
+            _log.info(
+                "Sending a request for {model} again after its backend failed",
+                event="request_retried",
+                model=self.model,
+            )
+            self.waiting = acquiring = self.switcher.acquire(self.model)
+            acquiring.addCallbacks(self.gotSlot, self.acquireFailed).addErrback(
+                self.internalError
+            )
+            return
+        self.badGateway(failure)
+
+    def checkFailed(self, reason: Failure, failure: Failure) -> None:
+        """
+        The check could not be made (or the client left meanwhile): answer
+        the backend's failure.
+        """
+        self.waiting = None
+        if not self.clientGone:
+            self.badGateway(failure)
+
+    def badGateway(self, failure: Failure) -> None:
+        """
+        Answer 502 for the backend's C{failure}.
+        """
         self.answered(502)
         writeError(self.request, 502, backendErrorMessage(failure))
         self.end()
-        return None
 
     def bodyEnded(self, reason: Failure) -> None:
         """
@@ -558,10 +628,16 @@ class _Exchange:
     def end(self) -> None:
         """
         The response is over for this request: release the slot, if held.
-        This is the only place a slot is released.
         """
         self.ended = True
+        self.body = b""
         self.disarmUpstreamTimer()
+        self.giveSlotBack()
+
+    def giveSlotBack(self) -> None:
+        """
+        Release the slot, if held: at the end, or before waiting again.
+        """
         slot, self.slot = self.slot, None
         if slot is not None:
             try:

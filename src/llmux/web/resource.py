@@ -32,7 +32,7 @@ from twisted.web.server import Request, Site
 
 from llmux import __version__
 from llmux.config import DEFAULT_MAX_BODY_BYTES, Config
-from llmux.interfaces import ISwitcher, ModelState, ModelView
+from llmux.interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.limits import (
@@ -189,6 +189,7 @@ def buildRoot(
     agent: IAgent,
     metrics: Metrics,
     clock: IReactorTime,
+    health: IBackendHealth | None = None,
 ) -> Resource:
     """
     The root resource of llmux's HTTP service.
@@ -201,6 +202,7 @@ def buildRoot(
         exposes.
     @param clock: tells the status page llmux's uptime, and times the
         proxy's wait for backend response headers.
+    @param health: told of backends that fail under the proxy.
     """
     routes: dict[bytes, IResource] = {
         b"/v1/models": ModelsResource(switcher),
@@ -208,7 +210,8 @@ def buildRoot(
         b"/metrics": MetricsResource(metrics.registry),
         b"/llmux/status": StatusResource(switcher, clock),
     }
-    return _Root(routes, ProxyResource(switcher, config, agent, metrics, clock))
+    proxy = ProxyResource(switcher, config, agent, metrics, clock, health)
+    return _Root(routes, proxy)
 
 
 class LlmuxSite(Site):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from llmux.config import ModelConfig
@@ -98,13 +98,19 @@ async def callStep(
     """
     call = Deferred.fromCoroutine(_call(client, step, port))
     if limit is not None:
-        call.addTimeout(limit, clock)
+        call.addTimeout(limit, clock, onTimeoutCancel=_timedOut)
     try:
         return await call
-    except TimeoutError:
-        return f"timed out after {limit:g}s"
     except Exception as e:
         return _describeError(e)
+
+
+def _timedOut(result: object, timeout: float) -> str:
+    """
+    What a step that ran out of time ends with, whatever its cancellation
+    produced (treq reports it in several ways).
+    """
+    return f"timed out after {timeout:g}s"
 
 
 async def _call(client: HTTPClient, step: HttpStep, port: int) -> str | None:

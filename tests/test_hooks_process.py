@@ -1,0 +1,259 @@
+"""
+Tests for backends llmux runs itself (C{command:}, L{llmux.hooks.process}),
+with real processes over loopback: the fake backend as the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import treq
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from llmux.config import Config, ModelConfig, parseConfig
+from llmux.hooks import HookRunner
+from llmux.policies.fifo import FifoPolicy
+from llmux.service import makeLlmuxService
+
+from .helpers import freePort
+
+reactor: Any = _reactor
+
+
+def fakeServer(port: int, model: str, *extra: str) -> list[str]:
+    """
+    The command that runs the fake backend for C{model} on C{port}.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "llmux.testing.fakebackend",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        *extra,
+    ]
+
+
+#: A server that answers /health but ignores SIGTERM.
+STUBBORN = """
+import signal, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers()
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
+def gone(pid: int) -> bool:
+    """
+    Whether no process C{pid} exists any more (zombies count as gone).
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+class ManagedProcessTests(TestCase):
+    """
+    The hook runner starting, checking and stopping a model's process.
+    """
+
+    timeout = 30
+
+    def runner(self, **timeouts: float) -> HookRunner:
+        runner = HookRunner(reactor, timeouts={"wake": 20.0, **timeouts})
+        self.addCleanup(runner.processes.stopAll)
+        return runner
+
+    def model(self, **settings: Any) -> ModelConfig:
+        port = settings.pop("port", None) or freePort()
+        return parseConfig({"models": {"m": {"port": port, **settings}}}).models[0]
+
+    async def until(self, condition: Any) -> None:
+        for _ in range(400):
+            if condition():
+                return
+            await deferLater(reactor, 0.025)
+        self.fail("condition never became true")
+
+    def pid(self, runner: HookRunner, model: str) -> int:
+        pgid = runner.processes._running[model].protocol.pgid
+        assert pgid is not None
+        return pgid
+
+    async def test_startCheckStop(self) -> None:
+        """
+        Wake starts the server and waits until it answers; alive checks it;
+        sleep stops its whole process group, and alive then fails.
+        """
+        port = freePort()
+        model = self.model(port=port, command=fakeServer(port, "m"))
+        runner = self.runner()
+        self.assertTrue((await runner.run(model, "wake")).succeeded)
+        pid = self.pid(runner, "m")
+        self.assertTrue((await runner.run(model, "alive")).succeeded)
+        self.assertTrue((await runner.run(model, "sleep")).succeeded)
+        self.assertTrue(gone(pid))
+        self.assertFalse(runner.processes.running("m"))
+        alive = await runner.run(model, "alive")
+        self.assertEqual(alive.describeFailure(), "backend process is not running")
+
+    async def test_exitNoticed(self) -> None:
+        """
+        A server that dies is reported at once, with how it ended.
+        """
+        port = freePort()
+        model = self.model(port=port, command=fakeServer(port, "m"))
+        runner = self.runner()
+        exited: Deferred[tuple[str, str]] = Deferred()
+        runner.processes.onExit = lambda name, reason: exited.callback((name, reason))
+        self.assertTrue((await runner.run(model, "wake")).succeeded)
+        os.killpg(self.pid(runner, "m"), signal.SIGKILL)
+        name, reason = await exited
+        self.assertEqual(name, "m")
+        self.assertTrue(reason.startswith("exited (signal 9"), reason)
+        self.assertFalse(runner.processes.running("m"))
+
+    async def test_noSuchCommand(self) -> None:
+        """
+        A command that does not exist fails the wake with the reason.
+        """
+        model = self.model(command="no-such-llmux-server --port 1")
+        result = await self.runner().run(model, "wake")
+        self.assertFalse(result.succeeded)
+        self.assertEqual(
+            result.describeFailure(),
+            "exited before it was ready (exit code 127: llmux: cannot start"
+            " no-such-llmux-server: No such file or directory)",
+        )
+
+    async def test_neverReady(self) -> None:
+        """
+        A server that is still not ready when the wake timeout ends fails
+        the wake, is stopped, and the error says what the check got.
+        """
+        port = freePort()
+        model = self.model(
+            port=port, command=fakeServer(port, "m", "--ready-after", "600")
+        )
+        runner = self.runner(wake=1.5)
+        result = await runner.run(model, "wake")
+        self.assertTrue(result.timedOut)
+        self.assertRegex(
+            result.describeFailure(),
+            r"^timed out after .*: not ready after 1.5s \(GET /health: status 503",
+        )
+        self.assertFalse(runner.processes.running("m"))
+
+    async def test_stopEscalates(self) -> None:
+        """
+        A server that ignores SIGTERM is killed after C{stop_timeout_secs}.
+        """
+        port = freePort()
+        model = self.model(
+            port=port,
+            command=[sys.executable, "-c", STUBBORN, str(port)],
+            stop_timeout_secs=0.5,
+        )
+        runner = self.runner()
+        self.assertTrue((await runner.run(model, "wake")).succeeded)
+        pid = self.pid(runner, "m")
+        result = await runner.run(model, "sleep")
+        self.assertTrue(result.succeeded)
+        self.assertGreaterEqual(result.durationSecs, 0.5)
+        self.assertTrue(gone(pid))
+
+
+class ManagedServiceTests(TestCase):
+    """
+    llmux with managed backends, end to end.
+    """
+
+    timeout = 60
+
+    def start(self, config: Config) -> str:
+        service = makeLlmuxService(
+            config, FifoPolicy(), "tcp:0:interface=127.0.0.1", reactor
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.service = service
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        assert service.port is not None
+        return f"http://127.0.0.1:{service.port.getHost().port}"
+
+    async def chat(self, base: str, model: str) -> tuple[int, Any]:
+        response = await treq.post(
+            base + "/v1/chat/completions",
+            json.dumps({"model": model, "messages": []}).encode(),
+            headers={"Content-Type": "application/json"},
+            pool=self.pool,
+        )
+        return response.code, json.loads(await response.content())
+
+    async def test_crashAndRecover(self) -> None:
+        """
+        A managed backend killed with SIGKILL is noticed at once (it stops
+        being awake without any health check), and the next request is
+        served after an automatic restart. A model whose command does not
+        exist fails its wake with a clear error while the others serve on.
+        Stopping llmux stops every managed process.
+        """
+        portA, portB = freePort(), freePort()
+        config = parseConfig(
+            {
+                "models": {
+                    "A": {"port": portA, "command": fakeServer(portA, "A")},
+                    "B": {"port": portB, "command": fakeServer(portB, "B")},
+                    "C": {"port": freePort(), "command": "no-such-llmux-server"},
+                },
+                "adopt_running": False,
+                "alive_interval_secs": 0,
+            }
+        )
+        base = self.start(config)
+        processes = self.service.processes
+        assert processes is not None
+        code, body = await self.chat(base, "A")
+        self.assertEqual((code, body["model"]), (200, "A"))
+        pid = processes._running["A"].protocol.pgid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        switcher = self.service.switcher
+        for _ in range(200):
+            if switcher.views()[0].state.value != "awake":
+                break
+            await deferLater(reactor, 0.025)
+        self.assertNotEqual(switcher.views()[0].state.value, "awake")
+        code, body = await self.chat(base, "A")
+        self.assertEqual((code, body["model"]), (200, "A"))
+        self.assertTrue(processes.running("A"))
+
+        code, body = await self.chat(base, "C")
+        self.assertNotEqual(code, 200)
+        self.assertIn("cannot start no-such-llmux-server", body["error"]["message"])
+        code, body = await self.chat(base, "B")
+        self.assertEqual((code, body["model"]), (200, "B"))
+        self.assertFalse(processes.running("A"))
+
+        pidB = processes._running["B"].protocol.pgid
+        assert pidB is not None
+        await self.service.stopService()
+        self.assertFalse(processes.running("B"))
+        self.assertTrue(gone(pidB))

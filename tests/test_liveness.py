@@ -208,6 +208,76 @@ class HealthCheckTests(SynchronousTestCase):
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
 
 
+class SuspectTests(SynchronousTestCase):
+    """
+    Passive health: L{Liveness.suspect} checks a model at once, and one
+    failed check is enough.
+    """
+
+    def setUp(self) -> None:
+        self.events = CapturedEvents(self)
+        self.h = harness({"adopt_running": False, "alive_interval_secs": 30})
+        self.liveness = Liveness(self.h.switcher, self.h.config, self.h.clock)
+
+    def verdicts(self, *models: str) -> list[list[bool]]:
+        results: list[list[bool]] = []
+        for model in models:
+            got: list[bool] = []
+            self.liveness.suspect(model).addCallback(got.append)
+            results.append(got)
+        return results
+
+    def test_dead(self) -> None:
+        """
+        A suspected model whose alive hook fails is marked dead at once, and
+        every suspicion of it meanwhile shares that one check.
+        """
+        h = self.h
+        h.activate("A").release()
+        first, second = self.verdicts("A", "A")
+        self.assertEqual(h.hooks.log()[-1], ("A", "alive"))
+        h.hooks.finishNext("A", "alive", exitCode=7)
+        self.assertEqual((first, second), ([False], [False]))
+        self.assertEqual(h.hooks.log()[-1], ("A", "sleep"))
+        [event] = self.events.named("model_dead")
+        self.assertIn("alive hook failed: exit code 7", event["reason"])
+        h.hooks.finishNext("A", "sleep")
+        self.assertEqual(h.switcher.state, Idle())
+
+    def test_alive(self) -> None:
+        """
+        A suspected model that answers stays awake.
+        """
+        h = self.h
+        h.activate("A").release()
+        [verdict] = self.verdicts("A")
+        h.hooks.finishNext("A", "alive")
+        self.assertEqual(verdict, [True])
+        self.assertEqual(h.switcher.state, Active("A"))
+        self.assertEqual(self.events.named("model_dead"), [])
+
+    def test_notAwake(self) -> None:
+        """
+        A model that is not awake is not checked: it is not serving.
+        """
+        [verdict] = self.verdicts("A")
+        self.assertEqual(verdict, [False])
+        self.assertEqual(self.h.hooks.calls, [])
+
+    def test_cancelledWaiter(self) -> None:
+        """
+        A waiter that gives up leaves the check to the others.
+        """
+        h = self.h
+        h.activate("A").release()
+        leaving = self.liveness.suspect("A")
+        [staying] = self.verdicts("A")
+        leaving.cancel()
+        self.failureResultOf(leaving)
+        h.hooks.finishNext("A", "alive")
+        self.assertEqual(staying, [True])
+
+
 class ShutdownTests(SynchronousTestCase):
     """
     Switcher.shutdown: refuse, answer waiters with 503, drain, maybe sleep.

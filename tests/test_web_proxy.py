@@ -53,7 +53,14 @@ from llmux.errors import (
     RequestTimedOut,
     SwitchFailed,
 )
-from llmux.interfaces import HookResult, ISlot, ISwitcher, ModelState, ModelView
+from llmux.interfaces import (
+    HookResult,
+    IBackendHealth,
+    ISlot,
+    ISwitcher,
+    ModelState,
+    ModelView,
+)
 from llmux.metrics import Metrics
 from llmux.switcher import Active
 from llmux.web.errors import backendErrorMessage, errorBody, statusForError
@@ -219,7 +226,9 @@ def _text(raw: bytes) -> str:
 class Backend(Resource):
     """
     A backend with a few behaviours, chosen by the first path segment:
-    C{/stream}, C{/die}, C{/hang}; anything else echoes the request.
+    C{/stream}, C{/die}, C{/hang}, C{/drop-once} (the first such request
+    loses its connection before any answer); anything else echoes the
+    request.
 
     @ivar disconnects: fires with each request whose client went away.
     @ivar hanging: fires when a C{/hang} request arrives.
@@ -233,8 +242,14 @@ class Backend(Resource):
         self.disconnects = Signal()
         self.hanging = Signal()
         self.streamed: list[int] = []
+        self.dropped = 0
 
     def render(self, request: Request) -> bytes | int:
+        if request.path.startswith(b"/drop-once") and not self.dropped:
+            self.dropped += 1
+            assert request.transport is not None
+            request.transport.abortConnection()
+            return NOT_DONE_YET
         if request.path.startswith(b"/stream"):
             return self.renderStream(request)
         if request.path.startswith(b"/die"):
@@ -398,7 +413,11 @@ class ProxyTestCase(TestCase):
         self.addCleanup(backendPool.closeCachedConnections)
         self.metrics = Metrics()
         proxy = ProxyResource(
-            self.switcher, self.config, Agent(reactor, pool=backendPool), self.metrics
+            self.switcher,
+            self.config,
+            Agent(reactor, pool=backendPool),
+            self.metrics,
+            health=self.health(),
         )
         self.port = self.listen(makeSite(proxy))
 
@@ -406,12 +425,19 @@ class ProxyTestCase(TestCase):
         self.agent = Agent(reactor, pool=self.clientPool)
         self.http = HTTPClient(self.agent)
 
-    def listen(self, site: Site) -> int:
+    def health(self) -> IBackendHealth | None:
         """
-        Serve C{site} on a loopback port until the test ends; its port.
+        What the proxy tells of failing backends: nobody, here.
+        """
+        return None
+
+    def listen(self, site: Site, port: int = 0) -> int:
+        """
+        Serve C{site} on a loopback port (by default, any) until the test
+        ends; its port.
         """
         tracker = TrackingFactory(site)
-        port = reactor.listenTCP(0, tracker, interface="127.0.0.1")
+        port = reactor.listenTCP(port, tracker, interface="127.0.0.1")
         self.addCleanup(tracker.closeAll)
         self.addCleanup(port.stopListening)
         return portOf(port)
@@ -854,6 +880,115 @@ class ErrorTests(ProxyTestCase):
         self.assertEqual(len(self.switcher.slots), 20)
         for slot in self.switcher.slots:
             await slot.released
+
+
+@implementer(IBackendHealth)
+class FakeHealth:
+    """
+    Records the models suspected; each check's answer is given by the test.
+    """
+
+    def __init__(self) -> None:
+        self.suspected: list[str] = []
+        self.checks: list[Deferred[bool]] = []
+        self.asked = Signal()
+        self.cancelled = Signal()
+
+    def suspect(self, model: str) -> Deferred[bool]:
+        self.suspected.append(model)
+        check: Deferred[bool] = Deferred(lambda d: self.cancelled.fire(model))
+        self.checks.append(check)
+        self.asked.fire(model)
+        return check
+
+
+class PassiveHealthTests(ProxyTestCase):
+    """
+    A backend that refuses or drops a connection before answering: the
+    model is checked before the request is answered or sent again, once.
+    """
+
+    def health(self) -> IBackendHealth:
+        self.fakeHealth = FakeHealth()
+        return self.fakeHealth
+
+    async def test_refusedRetried(self) -> None:
+        """
+        A refused request is sent again once the check is over, whatever it
+        found (the backend never saw it), and the client sees only the
+        answer of the second try.
+        """
+        events = CapturedEvents(self)
+        asked = self.fakeHealth.asked.wait()
+        responding = self.post("/v1/x", "ghost")
+        await asked
+        self.assertEqual(self.fakeHealth.suspected, ["ghost"])
+        # The model was woken again meanwhile, on the same port.
+        ghostPort = self.config.models[2].port
+        self.listen(Site(Backend("ghost")), ghostPort)
+        self.fakeHealth.checks[0].callback(True)
+        response = await responding
+        self.assertEqual(response.code, 201)
+        self.assertEqual(json.loads(await treq.content(response))["backend"], "ghost")
+        self.assertEqual(self.switcher.calls, ["ghost", "ghost"])
+        self.assertEqual(len(events.named("request_retried")), 1)
+
+    async def test_refusedTwice(self) -> None:
+        """
+        A request is sent again only once: refused again, it is a 502.
+        """
+        asked = self.fakeHealth.asked.wait()
+        responding = self.post("/v1/x", "ghost")
+        await asked
+        self.fakeHealth.checks[0].callback(False)
+        code, body, _ = await self.errorOf(await responding)
+        self.assertEqual(code, 502)
+        self.assertIn("refused", json.loads(body)["error"]["message"])
+        self.assertEqual(self.fakeHealth.suspected, ["ghost"])
+        self.assertEqual(self.switcher.calls, ["ghost", "ghost"])
+
+    async def test_droppedAlive(self) -> None:
+        """
+        A request whose connection was dropped may have reached the backend:
+        if the model is still alive, it is not sent again but answered 502.
+        """
+        asked = self.fakeHealth.asked.wait()
+        responding = self.post("/drop-once", "alpha")
+        await asked
+        self.fakeHealth.checks[0].callback(True)
+        code, _, _ = await self.errorOf(await responding)
+        self.assertEqual(code, 502)
+        self.assertEqual(self.switcher.calls, ["alpha"])
+
+    async def test_droppedDead(self) -> None:
+        """
+        If the model was found dead, a dropped request is sent again (the
+        dead backend served nothing), and served.
+        """
+        asked = self.fakeHealth.asked.wait()
+        responding = self.post("/drop-once", "alpha")
+        await asked
+        self.fakeHealth.checks[0].callback(False)
+        response = await responding
+        self.assertEqual(response.code, 201)
+        await treq.content(response)
+        self.assertEqual(self.switcher.calls, ["alpha", "alpha"])
+
+    async def test_clientGoneDuringCheck(self) -> None:
+        """
+        A client that leaves while the model is checked: nothing is sent
+        again, the slot was given back, and the check is left to finish.
+        """
+        asked = self.fakeHealth.asked.wait()
+        responding = self.post("/v1/x", "ghost")
+        await asked
+        cancelled = self.fakeHealth.cancelled.wait()
+        responding.cancel()
+        await self.assertFailure(responding, ResponseNeverReceived, CancelledError)
+        self.assertEqual(await cancelled, "ghost")
+        self.assertEqual(self.switcher.calls, ["ghost"])
+        [slot] = self.switcher.slots
+        self.assertEqual(slot.releases, 1)
 
 
 class ErrorHelperTests(SynchronousTestCase):

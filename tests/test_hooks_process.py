@@ -14,7 +14,9 @@ from typing import Any
 import treq
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -257,3 +259,91 @@ class ManagedServiceTests(TestCase):
         await self.service.stopService()
         self.assertFalse(processes.running("B"))
         self.assertTrue(gone(pidB))
+
+
+class _Ended(ProcessProtocol):
+    """
+    Fires C{ended} when the process has ended; its output is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+
+
+def pidsWith(word: str) -> list[int]:
+    """
+    The processes whose command line has C{word} as one of its arguments.
+    """
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if word.encode() in args and not gone(int(entry)):
+                pids.append(int(entry))
+    return pids
+
+
+class OrphanTests(TestCase):
+    """
+    A server llmux runs does not outlive llmux, even when llmux is killed.
+    """
+
+    timeout = 60
+
+    async def test_killedLlmux(self) -> None:
+        """
+        llmux killed with SIGKILL (no chance to stop anything): its managed
+        server gets SIGTERM from the kernel and exits.
+        """
+        port, backendPort = freePort(), freePort()
+        path = self.mktemp()
+        with open(path, "w") as f:
+            json.dump(
+                {
+                    "port": port,
+                    "models": {
+                        "A": {
+                            "port": backendPort,
+                            "command": fakeServer(backendPort, "A"),
+                        }
+                    },
+                },
+                f,
+            )
+        llmux = _Ended()
+        process = reactor.spawnProcess(
+            llmux,
+            sys.executable,
+            [sys.executable, "-c", "from llmux._cli import main; main()", "-c", path],
+            env=os.environ,
+        )
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(400):
+            try:
+                await treq.get(base + "/health", pool=pool)
+                break
+            except Exception:
+                await deferLater(reactor, 0.025)
+        response = await treq.post(
+            base + "/v1/chat/completions",
+            json.dumps({"model": "A", "messages": []}).encode(),
+            pool=pool,
+        )
+        self.assertEqual(response.code, 200)
+        await response.content()
+        [server] = pidsWith(str(backendPort))
+        process.signalProcess("KILL")
+        await llmux.ended
+        for _ in range(400):
+            if gone(server):
+                break
+            await deferLater(reactor, 0.025)
+        self.assertTrue(gone(server))

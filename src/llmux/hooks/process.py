@@ -204,7 +204,9 @@ class ManagedProcesses:
         env = dict(os.environ)
         env.update(config.env)
         env.update(model.hookEnvironment())
-        spawnInGroup(self._reactor, protocol, config.cwd, config.argv, env)
+        spawnInGroup(
+            self._reactor, protocol, config.cwd, config.argv, env, dieWithParent=True
+        )
         running = _Running(protocol, config)
         self._running[model.name] = running
         protocol.ended.addCallback(self._ended, model.name, running)

@@ -59,12 +59,13 @@ __all__ = [
 #: C{sh} does for a command it cannot find.
 SPAWN_FAILED = 127
 
-#: Run by C{sys.executable -I -S -c} with the directory and the command's
-#: words as arguments: enter the directory, restore the signal dispositions
-#: Python ignores (so C{sh} sees a normal SIGPIPE), start a new session (so
-#: the process's pid is also its process group id) and become the command
-#: (C{/bin/sh -c script} for a hook). C{os.setsid} is portable where
-#: C{setsid(1)} (util-linux) is not.
+#: Run by C{sys.executable -I -S -c} with the directory, whether the process
+#: must die with llmux (C{"1"}) and the command's words as arguments: enter
+#: the directory, restore the signal dispositions Python ignores (so C{sh}
+#: sees a normal SIGPIPE), start a new session (so the process's pid is also
+#: its process group id), ask Linux for SIGTERM should llmux die first, and
+#: become the command (C{/bin/sh -c script} for a hook). C{os.setsid} is
+#: portable where C{setsid(1)} (util-linux) is not.
 TRAMPOLINE = """\
 import os, signal, sys
 def fail(what, e):
@@ -74,15 +75,25 @@ def fail(what, e):
 for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
     if hasattr(signal, name):
         signal.signal(getattr(signal, name), signal.SIG_DFL)
+directory, withParent, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 try:
-    os.chdir(sys.argv[1])
+    os.chdir(directory)
 except OSError as e:
-    fail("cannot enter hook directory %r" % sys.argv[1], e)
+    fail("cannot enter hook directory %r" % directory, e)
 try:
     os.setsid()
-    os.execvp(sys.argv[2], sys.argv[2:])
 except OSError as e:
-    fail("cannot start %s" % sys.argv[2], e)
+    fail("cannot start a session", e)
+if withParent == "1" and sys.platform.startswith("linux"):
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:
+        os._exit(127)
+try:
+    os.execvp(argv[0], argv)
+except OSError as e:
+    fail("cannot start %s" % argv[0], e)
 """
 
 
@@ -238,10 +249,16 @@ def spawnInGroup(
     directory: str,
     argv: Sequence[str],
     env: Mapping[str, str],
+    dieWithParent: bool = False,
 ) -> None:
     """
     Start C{argv} in C{directory}, in a session and process group of its
     own, with exactly the environment C{env}, through the L{TRAMPOLINE}.
+
+    @param dieWithParent: whether, on Linux, the process gets SIGTERM when
+        llmux dies without stopping it (killed, crashed): a server llmux
+        owns must not outlive it. Hooks are left alone, since a wake script
+        may start a server meant to outlive llmux.
 
     Changing directory in the child (rather than with C{spawnProcess}'s
     C{path}) reports a missing directory as the process's failure and lets
@@ -250,7 +267,16 @@ def spawnInGroup(
     reactor.spawnProcess(
         protocol,
         sys.executable,
-        [sys.executable, "-I", "-S", "-c", TRAMPOLINE, directory, *argv],
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            TRAMPOLINE,
+            directory,
+            "1" if dieWithParent else "0",
+            *argv,
+        ],
         env=dict(env),
     )
 

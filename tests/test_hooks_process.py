@@ -163,6 +163,26 @@ class ManagedProcessTests(TestCase):
         )
         self.assertFalse(runner.processes.running("m"))
 
+    async def test_portTaken(self) -> None:
+        """
+        A server llmux did not start already answers on the model's port:
+        llmux does not start a second one beside it, and says why.
+        """
+        port = freePort()
+        other = parseConfig(
+            {"models": {"other": {"port": port, "command": fakeServer(port, "o")}}}
+        ).models[0]
+        runner = self.runner()
+        self.assertTrue((await runner.run(other, "wake")).succeeded)
+        model = self.model(port=port, command=fakeServer(port, "m"))
+        result = await runner.run(model, "wake")
+        self.assertEqual(
+            result.describeFailure(),
+            f"another server already answers GET /health on port {port}:"
+            " stop it, or let llmux adopt it by removing command",
+        )
+        self.assertFalse(runner.processes.running("m"))
+
     async def test_stopEscalates(self) -> None:
         """
         A server that ignores SIGTERM is killed after C{stop_timeout_secs}.

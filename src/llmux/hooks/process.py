@@ -187,6 +187,9 @@ class ManagedProcesses:
         started = self._reactor.seconds()
         running = self._running.get(model.name)
         if running is None:
+            taken = await self._taken(model)
+            if taken is not None:
+                return self._result(model, hook, started, taken)
             try:
                 running = self._spawn(model, model.process)
             except Exception as e:
@@ -198,6 +201,23 @@ class ManagedProcesses:
             return self._result(model, hook, started)
         await self._stop(model.name)
         return self._result(model, hook, started, error, timedOut)
+
+    async def _taken(self, model: ModelConfig) -> str | None:
+        """
+        Why C{model}'s process must not be started: another server already
+        answers its C{ready} check on its port (one llmux did not start, or
+        left behind). Its own server could not listen there, and the check
+        would be answered by the wrong one.
+        """
+        assert model.process is not None
+        ready = model.process.ready
+        client, clock = self._client, self._reactor
+        if await callStep(client, clock, ready, model.port, READY_CHECK_SECS):
+            return None
+        return (
+            f"another server already answers {ready.describe()} on port"
+            f" {model.port}: stop it, or let llmux adopt it by removing command"
+        )
 
     def _spawn(self, model: ModelConfig, config: ProcessConfig) -> _Running:
         protocol = _ManagedProtocol(model.name)

@@ -217,6 +217,7 @@ class ProcessTests(SynchronousTestCase):
             ),
             ({"command": "a", "env": ["X=1"]}, "models.m.env: must be a mapping"),
             ({"command": "a", "env": {"X=Y": "1"}}, "models.m.env: must be a mapping"),
+            ({"command": "a", "env": {"X": True}}, "models.m.env: must be a mapping"),
             ({"command": "a", "cwd": ""}, "models.m.cwd: must be a directory"),
             (
                 {"command": "a", "ready": "health"},

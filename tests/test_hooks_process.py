@@ -183,6 +183,33 @@ class ManagedProcessTests(TestCase):
         )
         self.assertFalse(runner.processes.running("m"))
 
+    async def test_failedWakeStopsServer(self) -> None:
+        """
+        A server that runs asleep and fails its wake steps is stopped, so
+        the next wake starts a fresh one instead of asking it again; the
+        steps of a server that is gone are not run.
+        """
+        port = freePort()
+        model = self.model(
+            port=port,
+            command=fakeServer(port, "m", "--backend", "vllm"),
+            backend="vllm",
+            wake=[{"method": "POST", "path": "/no-such-wake"}],
+        )
+        runner = self.runner()
+        self.assertTrue((await runner.run(model, "wake")).succeeded)
+        pid = self.pid(runner, "m")
+        self.assertTrue((await runner.run(model, "sleep")).succeeded)
+        self.assertTrue(runner.processes.running("m"))
+        result = await runner.run(model, "wake")
+        self.assertRegex(result.describeFailure(), r"^step 1 \(POST /no-such-wake\)")
+        self.assertFalse(runner.processes.running("m"))
+        self.assertTrue(gone(pid))
+        for hook in ("sleep", "unload"):
+            self.assertTrue((await runner.run(model, hook)).succeeded)
+        self.assertTrue((await runner.run(model, "wake")).succeeded)
+        self.assertNotEqual(self.pid(runner, "m"), pid)
+
     async def test_stopEscalates(self) -> None:
         """
         A server that ignores SIGTERM is killed after C{stop_timeout_secs}.
@@ -320,7 +347,8 @@ class OrphanTests(TestCase):
     async def test_killedLlmux(self) -> None:
         """
         llmux killed with SIGKILL (no chance to stop anything): its managed
-        server gets SIGTERM from the kernel and exits.
+        server's whole process group gets SIGTERM and exits, even a server
+        that a shell command started as its child (not exec'ed).
         """
         port, backendPort = freePort(), freePort()
         path = self.mktemp()
@@ -331,7 +359,9 @@ class OrphanTests(TestCase):
                     "models": {
                         "A": {
                             "port": backendPort,
-                            "command": fakeServer(backendPort, "A"),
+                            # "; true" keeps the shell as the server's parent.
+                            "command": " ".join(fakeServer(backendPort, "A"))
+                            + "; true",
                         }
                     },
                 },
@@ -359,11 +389,12 @@ class OrphanTests(TestCase):
         )
         self.assertEqual(response.code, 200)
         await response.content()
-        [server] = pidsWith(str(backendPort))
+        servers = pidsWith(str(backendPort))
+        self.assertTrue(servers)
         process.signalProcess("KILL")
         await llmux.ended
         for _ in range(400):
-            if gone(server):
+            if all(gone(pid) for pid in servers):
                 break
             await deferLater(reactor, 0.025)
-        self.assertTrue(gone(server))
+        self.assertEqual([pid for pid in servers if not gone(pid)], [])

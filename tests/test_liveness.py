@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from llmux.errors import ModelNotReady
+from llmux.interfaces import ModelState
 from llmux.liveness import Liveness
 from llmux.switcher import Active, Idle, _Unobserved
 
@@ -243,6 +245,30 @@ class SuspectTests(SynchronousTestCase):
         self.assertIn("alive hook failed: exit code 7", event["reason"])
         h.hooks.finishNext("A", "sleep")
         self.assertEqual(h.switcher.state, Idle())
+
+    def test_deadUnloads(self) -> None:
+        """
+        A dead model with an C{unload} hook is cleaned up by it, not by its
+        C{sleep} (which may hang on a server that does not answer), and ends
+        unloaded.
+        """
+        models = tuple(
+            attrs.evolve(m, unload="unload") if m.name == "A" else m
+            for m in self.h.config.models
+        )
+        h = self.h = harness({"adopt_running": False, "models": models})
+        self.liveness = Liveness(h.switcher, h.config, h.clock)
+        h.activate("A").release()
+        [verdict] = self.verdicts("A")
+        h.hooks.finishNext("A", "alive", exitCode=1)
+        self.assertEqual(verdict, [False])
+        self.assertEqual(h.hooks.log()[-1], ("A", "unload"))
+        h.hooks.finishNext("A", "unload")
+        [view] = [v for v in h.switcher.views() if v.name == "A"]
+        self.assertEqual(view.state, ModelState.UNLOADED)
+        again = h.acquire("A")
+        h.hooks.finishNext("A", "wake")
+        self.assertIsNotNone(again.slot)
 
     def test_alive(self) -> None:
         """

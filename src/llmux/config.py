@@ -562,7 +562,11 @@ def _parseProcess(
     argv = _parsed(f"{where}.command", parseCommand, settings["command"])
     env = settings.get("env", {})
     if not isinstance(env, dict) or not all(
-        isinstance(k, str) and k and "=" not in k and isinstance(v, (str, int, float))
+        isinstance(k, str)
+        and k
+        and "=" not in k
+        and isinstance(v, (str, int, float))
+        and not isinstance(v, bool)
         for k, v in env.items()
     ):
         raise ConfigError(f"{where}.env", "must be a mapping of variable to value")

@@ -653,8 +653,9 @@ class ISwitcher(Interface):
 
     def markDead(model: str, reason: str) -> Deferred[None]:
         """
-        Give up on the awake C{model}: it stops serving at once, its C{sleep}
-        hook runs to clean up, and the next request wakes it again.
+        Give up on the awake C{model}: it stops serving at once, its
+        C{unload} hook (if it has one, then it ends C{unloaded}) or else its
+        C{sleep} hook runs to clean up, and the next request wakes it again.
         """
 
 

@@ -20,13 +20,14 @@ import attrs
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger, LogLevel
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent
 from zope.interface import implementer
 
 from llmux.config import ModelConfig
 from llmux.hookconfig import Hook, Managed
 from llmux.interfaces import HookResult, IHookRunner
 from llmux.logs import observer
+from llmux.web.client import BackendEndpoints, QuietConnectionPool
 
 from .http import runSteps
 from .process import ManagedProcesses
@@ -47,8 +48,10 @@ def hookClient(reactor: Any) -> HTTPClient:
     connections, so a check always dials the server as it is now, and a
     backend llmux stops keeps no connection of llmux's.
     """
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    return HTTPClient(Agent(reactor, pool=pool))
+    pool = QuietConnectionPool(reactor, persistent=False)
+    return HTTPClient(
+        Agent.usingEndpointFactory(reactor, BackendEndpoints(reactor), pool=pool)
+    )
 
 
 @implementer(IHookRunner)
@@ -121,17 +124,20 @@ class HookRunner:
             if hook == "wake":
                 spec = Managed.START
             elif hook == "alive":
-                return succeed(
-                    HookResult(
-                        model=model.name,
-                        hook=hook,
-                        exitCode=1,
-                        signal=None,
-                        timedOut=False,
-                        durationSecs=0.0,
-                        error="backend process is not running",
-                    )
-                )
+                return succeed(_without(model, hook, "backend process is not running"))
+            else:
+                # Nothing to put to sleep or unload: the server is gone.
+                return succeed(_without(model, hook))
+        if model.process is not None and hook == "wake" and spec is not Managed.START:
+            return Deferred.fromCoroutine(self._wakeRunning(model, spec, timeout))
+        return self._dispatchStep(model, hook, spec, timeout)
+
+    def _dispatchStep(
+        self, model: ModelConfig, hook: str, spec: Hook, timeout: float | None
+    ) -> Deferred[HookResult]:
+        """
+        Run C{spec}, whatever its form.
+        """
         if spec is Managed.START:
             return self.processes.start(model, hook, timeout)
         if spec is Managed.STOP:
@@ -149,6 +155,19 @@ class HookRunner:
                 self.outputLimit,
             )
         return runSteps(self.client, self.reactor, model, hook, spec, timeout)
+
+    async def _wakeRunning(
+        self, model: ModelConfig, spec: Hook, timeout: float | None
+    ) -> HookResult:
+        """
+        Wake a model whose own server runs (asleep, say in vLLM's sleep
+        mode). If that fails, the server is stopped: the next wake starts
+        a fresh one instead of asking a broken server again.
+        """
+        result = await self._dispatchStep(model, "wake", spec, timeout)
+        if not result.succeeded:
+            await self.processes.stop(model, "wake")
+        return result
 
     def _logged(self, result: HookResult) -> HookResult:
         self._logResult(result)
@@ -198,3 +217,18 @@ class HookRunner:
             stderr=stderr,
             reason=result.describeFailure(),
         )
+
+
+def _without(model: ModelConfig, hook: str, error: str = "") -> HookResult:
+    """
+    The result of a hook that ran nothing: it succeeded, unless C{error}.
+    """
+    return HookResult(
+        model=model.name,
+        hook=hook,
+        exitCode=1 if error else 0,
+        signal=None,
+        timedOut=False,
+        durationSecs=0.0,
+        error=error,
+    )

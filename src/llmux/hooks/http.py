@@ -20,7 +20,7 @@ from llmux.config import ModelConfig
 from llmux.hookconfig import HttpStep
 from llmux.interfaces import HookResult
 
-__all__ = ["callStep", "runSteps"]
+__all__ = ["callStep", "runSteps", "stepLimit"]
 
 #: How much of an unexpected answer an error quotes.
 QUOTED_BODY = 200
@@ -53,7 +53,7 @@ async def _run(
 ) -> HookResult:
     started = clock.seconds()
     for number, step in enumerate(steps, 1):
-        limit = _limit(step, timeout, clock.seconds() - started)
+        limit = stepLimit(step, timeout, clock.seconds() - started)
         error = await callStep(client, clock, step, model.port, limit)
         if error is not None:
             return HookResult(
@@ -75,7 +75,7 @@ async def _run(
     )
 
 
-def _limit(step: HttpStep, timeout: float | None, elapsed: float) -> float | None:
+def stepLimit(step: HttpStep, timeout: float | None, elapsed: float) -> float | None:
     """
     The time C{step} has: its own limit, within what is left of the hook's.
     """

@@ -30,7 +30,7 @@ from llmux.hookconfig import ProcessConfig
 from llmux.interfaces import HookResult
 from llmux.logs import observer
 
-from .http import callStep
+from .http import callStep, stepLimit
 from .shell import Tail, exitStatus, signalGroup, spawnInGroup
 
 __all__ = ["ManagedProcesses"]
@@ -44,6 +44,10 @@ LINE_LIMIT = 4096
 #: How much of its last output a process's failure quotes.
 TAIL_BYTES = 2048
 
+#: Where the servers' output goes: a namespace of its own, so it can be
+#: filtered apart from llmux's own events.
+_output = Logger(observer=observer, namespace="llmux.backend")
+
 
 class _ManagedProtocol(ProcessProtocol):
     """
@@ -52,8 +56,6 @@ class _ManagedProtocol(ProcessProtocol):
     @ivar ended: fires once it has exited and its pipes are closed.
     @ivar reason: then, how it ended.
     """
-
-    log = Logger(observer=observer, namespace="llmux.backend")
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -93,7 +95,7 @@ class _ManagedProtocol(ProcessProtocol):
     def _emit(self, stream: str, line: bytes) -> None:
         text = line[:LINE_LIMIT].decode("utf-8", "replace").rstrip("\r")
         if text:
-            self.log.info(
+            _output.info(
                 "{model}: {line}",
                 event="backend_output",
                 model=self.model,
@@ -225,7 +227,12 @@ class ManagedProcesses:
         env.update(config.env)
         env.update(model.hookEnvironment())
         spawnInGroup(
-            self._reactor, protocol, config.cwd, config.argv, env, dieWithParent=True
+            self._reactor,
+            protocol,
+            config.cwd,
+            config.argv,
+            env,
+            dieWithParentAfter=config.stop_timeout_secs,
         )
         running = _Running(protocol, config)
         self._running[model.name] = running
@@ -263,7 +270,9 @@ class ManagedProcesses:
             if left is not None and left <= 0:
                 why = f"{ready.describe()}: {lastError}"
                 return f"not ready after {timeout:g}s ({why})", True
-            limit = READY_CHECK_SECS if left is None else min(READY_CHECK_SECS, left)
+            limit = min(
+                t for t in (READY_CHECK_SECS, ready.timeoutSecs, left) if t is not None
+            )
             client, clock = self._client, self._reactor
             error = await callStep(client, clock, ready, model.port, limit)
             if error is None:
@@ -348,11 +357,11 @@ class ManagedProcesses:
         started = self._reactor.seconds()
         if not self.running(model.name):
             return self._result(model, hook, started, "backend process is not running")
-        error = await callStep(
-            self._client, self._reactor, model.process.ready, model.port, timeout
-        )
+        ready = model.process.ready
+        limit = stepLimit(ready, timeout, 0.0)
+        error = await callStep(self._client, self._reactor, ready, model.port, limit)
         if error is not None:
-            error = f"{model.process.ready.describe()}: {error}"
+            error = f"{ready.describe()}: {error}"
         return self._result(model, hook, started, error)
 
     def stopAll(self) -> Deferred[Any]:

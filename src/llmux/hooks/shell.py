@@ -63,9 +63,15 @@ SPAWN_FAILED = 127
 #: must die with llmux (C{"1"}) and the command's words as arguments: enter
 #: the directory, restore the signal dispositions Python ignores (so C{sh}
 #: sees a normal SIGPIPE), start a new session (so the process's pid is also
-#: its process group id), ask Linux for SIGTERM should llmux die first, and
-#: become the command (C{/bin/sh -c script} for a hook). C{os.setsid} is
-#: portable where C{setsid(1)} (util-linux) is not.
+#: its process group id) and become the command (C{/bin/sh -c script} for a
+#: hook). C{os.setsid} is portable where C{setsid(1)} (util-linux) is not.
+#:
+#: A process that must die with llmux (on Linux) stays instead as the leader
+#: of its group and runs the command as its child. It ignores the SIGTERM
+#: llmux sends the group (that is for the server), exits as its child does,
+#: and if llmux dies first (the kernel sends it SIGHUP), sends SIGTERM to the
+#: whole group, then SIGKILL after C{stop_timeout_secs}: the server's own
+#: workers, or a server a shell command started, die too.
 TRAMPOLINE = """\
 import os, signal, sys
 def fail(what, e):
@@ -75,7 +81,7 @@ def fail(what, e):
 for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
     if hasattr(signal, name):
         signal.signal(getattr(signal, name), signal.SIG_DFL)
-directory, withParent, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+directory, grace, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 try:
     os.chdir(directory)
 except OSError as e:
@@ -84,12 +90,23 @@ try:
     os.setsid()
 except OSError as e:
     fail("cannot start a session", e)
-if withParent == "1" and sys.platform.startswith("linux"):
+if grace > 0 and sys.platform.startswith("linux") and os.fork() != 0:
     import ctypes
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    def orphaned(signum, frame):
+        os.killpg(0, signal.SIGTERM)
+        signal.signal(signal.SIGALRM, lambda s, f: os.killpg(0, signal.SIGKILL))
+        signal.setitimer(signal.ITIMER_REAL, grace)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, orphaned)
+    ctypes.CDLL(None).prctl(1, signal.SIGHUP)  # PR_SET_PDEATHSIG
     if os.getppid() == 1:
-        os._exit(127)
+        orphaned(None, None)
+    code = os.waitstatus_to_exitcode(os.waitpid(-1, 0)[1])
+    if code < 0:
+        if -code != signal.SIGKILL:
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code)
 try:
     os.execvp(argv[0], argv)
 except OSError as e:
@@ -249,15 +266,16 @@ def spawnInGroup(
     directory: str,
     argv: Sequence[str],
     env: Mapping[str, str],
-    dieWithParent: bool = False,
+    dieWithParentAfter: float = 0.0,
 ) -> None:
     """
     Start C{argv} in C{directory}, in a session and process group of its
     own, with exactly the environment C{env}, through the L{TRAMPOLINE}.
 
-    @param dieWithParent: whether, on Linux, the process gets SIGTERM when
-        llmux dies without stopping it (killed, crashed): a server llmux
-        owns must not outlive it. Hooks are left alone, since a wake script
+    @param dieWithParentAfter: if above 0, on Linux, the whole process
+        group gets SIGTERM when llmux dies without stopping it (killed,
+        crashed), and SIGKILL this many seconds later: a server llmux owns
+        must not outlive it. Hooks are left alone (0), since a wake script
         may start a server meant to outlive llmux.
 
     Changing directory in the child (rather than with C{spawnProcess}'s
@@ -274,7 +292,7 @@ def spawnInGroup(
             "-c",
             TRAMPOLINE,
             directory,
-            "1" if dieWithParent else "0",
+            repr(float(dieWithParentAfter)),
             *argv,
         ],
         env=dict(env),

@@ -51,7 +51,8 @@ MOVES: dict[ModelState, frozenset[ModelState]] = {
     WAKING: frozenset({AWAKE, SLEEPING}),
     AWAKE: frozenset({DRAINING, SLEEPING}),
     DRAINING: frozenset({AWAKE, SLEEPING}),
-    SLEEPING: frozenset({ASLEEP, FAILED}),
+    # Straight to unloaded: a dead model, cleaned up by its unload hook.
+    SLEEPING: frozenset({ASLEEP, FAILED, UNLOADED}),
     UNLOADING: frozenset({UNLOADED}),
 }
 

@@ -1123,8 +1123,15 @@ class Switcher(SwitcherViews):
         done: Deferred[None] = Deferred()
 
         async def cleanUp() -> None:
-            await self._runHook(state, "sleep")
-            self._settle(state, ASLEEP)
+            # A dead backend is unloaded when it can be: its own sleep may
+            # hang on a server that no longer answers, and once it is gone
+            # it holds nothing, asleep or not.
+            if state.config.unload is not None:
+                await self._runHook(state, "unload")
+                self._settle(state, UNLOADED)
+            else:
+                await self._runHook(state, "sleep")
+                self._settle(state, ASLEEP)
             done.callback(None)
 
         self._chore(state, cleanUp())

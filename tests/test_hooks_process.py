@@ -374,6 +374,7 @@ class OrphanTests(TestCase):
             [sys.executable, "-c", "from llmux._cli import main; main()", "-c", path],
             env=os.environ,
         )
+        self.addCleanup(self.ended, process, llmux)
         pool = HTTPConnectionPool(reactor, persistent=False)
         base = f"http://127.0.0.1:{port}"
         for _ in range(400):
@@ -398,3 +399,11 @@ class OrphanTests(TestCase):
                 break
             await deferLater(reactor, 0.025)
         self.assertEqual([pid for pid in servers if not gone(pid)], [])
+
+    async def ended(self, process: Any, llmux: _Ended) -> None:
+        """
+        However the test went, llmux is gone when it ends.
+        """
+        if not llmux.ended.called:
+            process.signalProcess("KILL")
+        await llmux.ended

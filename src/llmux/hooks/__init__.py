@@ -71,7 +71,9 @@ class HookRunner:
 
     A model with a C{command} needs its process for any hook to mean
     anything: its C{wake} starts the process when it is not running (a
-    server just started is awake), and its C{alive} fails while it is not.
+    server just started is awake), its C{alive} fails while it is not, and
+    its C{sleep} and C{unload} have nothing to do then. A running server
+    whose own C{wake} fails is stopped, so the next wake starts it afresh.
 
     @ivar reactor: an L{IReactorProcess} and L{IReactorTime} provider.
     @ivar timeouts: seconds each hook (C{"wake"}, C{"sleep"}, C{"alive"}) may
@@ -120,6 +122,10 @@ class HookRunner:
     def _dispatch(
         self, model: ModelConfig, hook: str, spec: Hook, timeout: float | None
     ) -> Deferred[HookResult]:
+        """
+        Run C{spec}, after the rules of a model with its own server (see the
+        class docstring).
+        """
         if model.process is not None and not self.processes.running(model.name):
             if hook == "wake":
                 spec = Managed.START

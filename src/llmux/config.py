@@ -21,6 +21,18 @@ from typing import Any, TypeVar
 import attrs
 import yaml
 
+from .configvalues import (
+    ConfigError,
+    checkKeys,
+    printable,
+    readBool,
+    readCount,
+    readName,
+    readNumber,
+    readOnly,
+    readOptionalCount,
+    readPort,
+)
 from .hookconfig import (
     DEFAULT_STOP_TIMEOUT_SECS,
     Hook,
@@ -108,32 +120,6 @@ DEFAULT_EVICTION = "lru"
 EXCLUSIVE_POOL = "*"
 
 
-class ConfigError(Exception):
-    """
-    A configuration problem, rendered as one line: C{file: field: message}.
-    """
-
-    def __init__(self, field: str | None, message: str, source: str | None = None):
-        super().__init__(field, message, source)
-        self.field = field
-        self.message = message
-        self.source = source
-
-    def withSource(self, source: str) -> ConfigError:
-        """
-        The same error, attributed to the file C{source}.
-        """
-        return ConfigError(self.field, self.message, source)
-
-    def __str__(self) -> str:
-        parts = [p for p in (self.source, self.field) if p]
-        return ": ".join([*parts, self.message])
-
-
-def _readOnly(mapping: Mapping[str, object]) -> Mapping[str, object]:
-    return MappingProxyType(dict(mapping))
-
-
 def _placements(
     placements: tuple[Mapping[str, float], ...],
 ) -> tuple[Mapping[str, float], ...]:
@@ -184,7 +170,7 @@ class ModelConfig:
         default=(), converter=_placements
     )
     asleep_resources: Mapping[str, float] = attrs.field(
-        factory=dict, converter=_readOnly
+        factory=dict, converter=readOnly
     )
     unload_after_secs: float = 0.0
     idle_ttl_secs: float | None = None
@@ -252,7 +238,7 @@ class PolicyConfig:
     drain_timeout_secs: float | None = None
     min_active_secs: float = 0.0
     max_queue: int = 512
-    extra: Mapping[str, object] = attrs.field(factory=dict, converter=_readOnly)
+    extra: Mapping[str, object] = attrs.field(factory=dict, converter=readOnly)
 
     def table(self) -> dict[str, object]:
         """
@@ -273,11 +259,11 @@ class Config:
     policy: PolicyConfig = PolicyConfig()
     port: int = DEFAULT_PORT
     capacity: Mapping[str, float] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(_readOnly)
+        default=None, converter=attrs.converters.optional(readOnly)
     )
     eviction: str = DEFAULT_EVICTION
     hook_timeouts: Mapping[str, float | None] = attrs.field(
-        factory=lambda: dict(DEFAULT_HOOK_TIMEOUTS), converter=_readOnly
+        factory=lambda: dict(DEFAULT_HOOK_TIMEOUTS), converter=readOnly
     )
     adopt_running: bool = True
     alive_interval_secs: float = 30.0
@@ -378,11 +364,11 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
     return Config(
         models=models,
         policy=_parsePolicy(data.get("policy")),
-        port=_readPort(data, "port", None, DEFAULT_PORT),
+        port=readPort(data, "port", None, DEFAULT_PORT),
         capacity=capacity,
-        eviction=_readName(data, "eviction", DEFAULT_EVICTION),
+        eviction=readName(data, "eviction", DEFAULT_EVICTION),
         hook_timeouts=_parseHookTimeouts(data.get("hook_timeouts", {})),
-        adopt_running=_readBool(data, "adopt_running", True, None),
+        adopt_running=readBool(data, "adopt_running", True, None),
         alive_interval_secs=readNumber(data, "alive_interval_secs", 30.0, None),
         alive_failures=readCount(data, "alive_failures", 3, None),
         max_body_bytes=readCount(data, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, None),
@@ -393,7 +379,7 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
             data, "upstream_timeout_secs", 600.0, None, allowNone=True, positive=True
         ),
         shutdown_timeout_secs=readNumber(data, "shutdown_timeout_secs", 30.0, None),
-        sleep_on_shutdown=_readBool(data, "sleep_on_shutdown", False, None),
+        sleep_on_shutdown=readBool(data, "sleep_on_shutdown", False, None),
     )
 
 
@@ -434,7 +420,7 @@ def _parseModels(
         model = _parseModel(name, settings, directory, capacity)
         if model.port in ports:
             raise ConfigError(
-                f"models.{_printable(name)}.port",
+                f"models.{printable(name)}.port",
                 f"port {model.port} is already used by model {ports[model.port]!r}",
             )
         ports[model.port] = name
@@ -445,7 +431,7 @@ def _parseModels(
 def _parseModel(
     name: str, settings: Any, directory: str, capacity: Mapping[str, float] | None
 ) -> ModelConfig:
-    where = f"models.{_printable(name)}"
+    where = f"models.{printable(name)}"
     if not isinstance(settings, dict):
         raise ConfigError(where, "must be a mapping with port, wake, sleep and alive")
     checkKeys(settings, MODEL_KEYS, where)
@@ -476,7 +462,7 @@ def _parseModel(
         raise ConfigError(f"{where}.unload_after_secs", "needs an unload hook")
     return ModelConfig(
         name=name,
-        port=_readPort(settings, "port", where, None),
+        port=readPort(settings, "port", where, None),
         directory=directory,
         unload=unload,
         resources=_readPlacements(settings, where, capacity),
@@ -489,9 +475,9 @@ def _parseModel(
         idle_ttl_secs=readNumber(
             settings, "idle_ttl_secs", None, where, allowNone=True, positive=True
         ),
-        pin=_readBool(settings, "pin", False, where),
-        preload=_readBool(settings, "preload", False, where),
-        max_in_flight=_readOptionalCount(settings, "max_in_flight", where),
+        pin=readBool(settings, "pin", False, where),
+        preload=readBool(settings, "preload", False, where),
+        max_in_flight=readOptionalCount(settings, "max_in_flight", where),
         pools=tuple(capacity or ()),
         wake=wake,
         sleep=sleep,
@@ -604,7 +590,7 @@ def _parseCapacity(table: Any) -> dict[str, float] | None:
     for pool in table:
         if not isinstance(pool, str) or not pool:
             raise ConfigError(
-                f"capacity.{_printable(pool)}", "pool names must be non-empty strings"
+                f"capacity.{printable(pool)}", "pool names must be non-empty strings"
             )
     return {
         pool: readNumber(table, pool, None, "capacity", positive=True) for pool in table
@@ -644,7 +630,7 @@ def _readAmounts(
     for pool in value:
         if capacity is not None and pool not in capacity:
             raise ConfigError(
-                f"{field}.{_printable(pool)}",
+                f"{field}.{printable(pool)}",
                 f"unknown pool (capacity has: {', '.join(capacity)})",
             )
     return {pool: readNumber(value, pool, None, field, positive=True) for pool in value}
@@ -668,7 +654,7 @@ def checkResidency(
             kept = plus(kept, model.asleep_resources)
             if not fits(kept, pools):
                 raise ConfigError(
-                    f"models.{_printable(model.name)}.asleep_resources",
+                    f"models.{printable(model.name)}.asleep_resources",
                     "models without an unload hook keep their asleep_resources"
                     f" for good, and together {describeShortfall(kept, pools)}",
                 )
@@ -689,7 +675,7 @@ def _checkFits(
     if any(fits(need, room) for need in needs):
         return
     raise ConfigError(
-        f"models.{_printable(model.name)}.resources",
+        f"models.{printable(model.name)}.resources",
         f"can never fit: {describeShortfall(needs[0], room)}"
         + (" (beside the asleep_resources other models keep)" if others else ""),
     )
@@ -716,7 +702,7 @@ def _checkPins(
         else:
             why = "their resources exceed the capacity"
         raise ConfigError(
-            f"models.{_printable(model.name)}.pin",
+            f"models.{printable(model.name)}.pin",
             f"cannot be awake together with pinned model(s) {names}: {why}",
         )
 
@@ -754,124 +740,9 @@ def _parsePolicy(table: Any) -> PolicyConfig:
     )
     return PolicyConfig(
         request_timeout_secs=timeout,
-        drain_before_switch=_readBool(table, "drain_before_switch", True, "policy"),
+        drain_before_switch=readBool(table, "drain_before_switch", True, "policy"),
         drain_timeout_secs=drainTimeout,
         min_active_secs=readNumber(table, "min_active_secs", 0.0, "policy"),
         max_queue=readCount(table, "max_queue", 512, "policy"),
         extra={k: v for k, v in table.items() if k not in POLICY_KEYS},
     )
-
-
-def _readName(table: Mapping[str, Any], key: str, default: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"must be a name, not {value!r}")
-    return value
-
-
-def _readOptionalCount(
-    table: Mapping[str, Any], key: str, where: str | None
-) -> int | None:
-    if table.get(key) is None:
-        return None
-    return readCount(table, key, 1, where)
-
-
-def _readBool(
-    table: Mapping[str, Any], key: str, default: bool, where: str | None
-) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(_field(where, key), "must be true or false")
-    return value
-
-
-def _field(where: str | None, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _readPort(
-    table: Mapping[str, Any], key: str, where: str | None, default: int | None
-) -> int:
-    field = f"{where}.{key}" if where else key
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an integer from 1 to 65535, not {value!r}")
-    if not 1 <= value <= 65535:
-        raise ConfigError(field, f"must be from 1 to 65535, not {value}")
-    return value
-
-
-def checkKeys(
-    table: Mapping[str, Any], allowed: tuple[str, ...], where: str | None
-) -> None:
-    """
-    Reject any key of C{table} not in C{allowed}.
-
-    @param where: the dotted path of C{table}, for the message.
-    @raise ConfigError: naming the first unknown key and the allowed ones.
-    """
-    for key in table:
-        if key not in allowed:
-            field = f"{where}.{_printable(key)}" if where else _printable(key)
-            raise ConfigError(
-                field, f"unknown key (expected one of: {', '.join(allowed)})"
-            )
-
-
-def _printable(key: object) -> str:
-    """
-    A key from the file as it can appear in a one-line message.
-    """
-    text = str(key)
-    return text if text.isprintable() else repr(text)
-
-
-def readCount(
-    table: Mapping[str, Any], key: str, default: int, where: str | None
-) -> int:
-    """
-    Read a whole number of 1 or more (a count, a size in bytes).
-
-    @raise ConfigError: naming C{where.key}.
-    """
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(
-            _field(where, key), f"must be a whole number of 1 or more, not {value!r}"
-        )
-    return value
-
-
-def readNumber(
-    table: Mapping[str, Any],
-    key: str,
-    default: float | None,
-    where: str | None,
-    *,
-    allowNone: bool = False,
-    positive: bool = False,
-) -> Any:
-    """
-    Read a non-negative number (seconds, usually) from a config table.
-
-    Policies use this for their own keys, so every number in the file is
-    checked and reported the same way.
-
-    @param allowNone: whether C{null} is accepted (meaning "no limit").
-    @param positive: whether 0 is rejected too.
-    @raise ConfigError: naming C{where.key}.
-    """
-    value = table.get(key, default)
-    field = _field(where, key)
-    if value is None and allowNone:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a positive number" if positive else "a number of 0 or more"
-        suffix = " or null" if allowNone else ""
-        raise ConfigError(field, f"must be {kind}{suffix}, not {value!r}")
-    if value < 0 or (positive and value == 0) or value != value:
-        raise ConfigError(
-            field, f"must be {'above' if positive else 'at least'} 0, not {value}"
-        )
-    return float(value)

@@ -247,7 +247,7 @@ class ValidationTests(SynchronousTestCase):
             "models.a.wakeup: unknown key (expected one of: port, wake, sleep, alive,"
             " unload, resources, asleep_resources, unload_after_secs, idle_ttl_secs,"
             " pin, preload, max_in_flight, command, env, cwd, ready, stop_timeout_secs,"
-            " backend, sleep_level)",
+            " backend, sleep_level, aliases, served_model_name)",
         )
         with self.assertRaises(ConfigError) as caught:
             parseConfig({"models": {"a": model()}, "prot": 1})

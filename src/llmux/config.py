@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import attrs
 import yaml
 
+from .accessconfig import AuthConfig, CorsConfig, parseAuth, parseCors
 from .configvalues import (
     ConfigError,
     checkKeys,
@@ -84,7 +85,9 @@ RESIDENCY_KEYS = (
     "preload",
     "max_in_flight",
 )
-MODEL_KEYS = REQUIRED_MODEL_KEYS + RESIDENCY_KEYS + BACKEND_KEYS
+#: How clients may name a model (SPEC section 11).
+NAMING_KEYS = ("aliases", "served_model_name")
+MODEL_KEYS = REQUIRED_MODEL_KEYS + RESIDENCY_KEYS + BACKEND_KEYS + NAMING_KEYS
 POLICY_KEYS = (
     "request_timeout_secs",
     "drain_before_switch",
@@ -108,7 +111,12 @@ TOP_KEYS = (
     "upstream_timeout_secs",
     "shutdown_timeout_secs",
     "sleep_on_shutdown",
+    "auth",
+    "cors",
+    "loading_feedback",
 )
+#: What a streaming request that waits for its model is sent meanwhile.
+LOADING_FEEDBACK = ("off", "comments", "reasoning")
 #: Seconds each hook may run before its process group is killed: loading
 #: weights can take minutes; a health check should not.
 DEFAULT_HOOK_TIMEOUTS = {"wake": 600.0, "sleep": 300.0, "alive": 30.0}
@@ -139,6 +147,9 @@ class ModelConfig:
     @ivar process: the backend process llmux runs for this model
         (C{command:}), or C{None}.
     @ivar backend: the C{backend:} preset its hooks came from, or C{None}.
+    @ivar aliases: other names requests may use for it.
+    @ivar served_model_name: the name its backend knows it by, written into
+        the request body's C{model} before forwarding; C{None}: its own.
     @ivar resources: the alternative placements: what the model holds while
         it is waking, awake, draining or going to sleep, tried in order.
         Empty: the model holds every pool entirely (it is exclusive).
@@ -166,6 +177,8 @@ class ModelConfig:
     unload: Hook | None = None
     process: ProcessConfig | None = None
     backend: str | None = None
+    aliases: tuple[str, ...] = ()
+    served_model_name: str | None = None
     resources: tuple[Mapping[str, float], ...] = attrs.field(
         default=(), converter=_placements
     )
@@ -273,6 +286,9 @@ class Config:
     upstream_timeout_secs: float | None = 600.0
     shutdown_timeout_secs: float = 30.0
     sleep_on_shutdown: bool = False
+    auth: AuthConfig = AuthConfig()
+    cors: CorsConfig = CorsConfig()
+    loading_feedback: str = "off"
     source: str = "<config>"
 
     def model(self, name: str) -> ModelConfig | None:
@@ -361,6 +377,7 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
     capacity = _parseCapacity(data.get("capacity"))
     models = _parseModels(data["models"], directory, capacity)
     checkResidency(models, capacity)
+    names = modelNames(models)
     return Config(
         models=models,
         policy=_parsePolicy(data.get("policy")),
@@ -380,7 +397,27 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
         ),
         shutdown_timeout_secs=readNumber(data, "shutdown_timeout_secs", 30.0, None),
         sleep_on_shutdown=readBool(data, "sleep_on_shutdown", False, None),
+        auth=parseAuth(data.get("auth"), directory, names),
+        cors=parseCors(data.get("cors")),
+        loading_feedback=_readChoice(data, "loading_feedback", LOADING_FEEDBACK),
     )
+
+
+def modelNames(models: tuple[ModelConfig, ...]) -> dict[str, ModelConfig]:
+    """
+    Every name requests may use, its model's and its aliases, to its model.
+    """
+    return {name: model for model in models for name in (model.name, *model.aliases)}
+
+
+def _readChoice(table: Mapping[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = table.get(key, choices[0])
+    if value is False and "off" in choices:
+        # YAML reads a bare off as false.
+        return "off"
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}, not {value!r}")
+    return str(value)
 
 
 def _parseHookTimeouts(table: Any) -> dict[str, float | None]:
@@ -412,6 +449,7 @@ def _parseModels(
         raise ConfigError("models", "is empty (at least one model is required)")
     models = []
     ports: dict[int, str] = {}
+    names: dict[str, str] = {}
     for name, settings in table.items():
         if not isinstance(name, str) or not name:
             raise ConfigError(
@@ -424,6 +462,13 @@ def _parseModels(
                 f"port {model.port} is already used by model {ports[model.port]!r}",
             )
         ports[model.port] = name
+        for alias in (name, *model.aliases):
+            if alias in names:
+                raise ConfigError(
+                    f"models.{printable(name)}.aliases",
+                    f"{printable(alias)!r} already names model {names[alias]!r}",
+                )
+            names[alias] = name
         models.append(model)
     return tuple(models)
 
@@ -484,7 +529,29 @@ def _parseModel(
         alive=alive,
         process=process,
         backend=settings.get("backend"),
+        aliases=_readNames(settings, "aliases", where),
+        served_model_name=_readServedName(settings, where),
     )
+
+
+def _readNames(settings: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = settings.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(n, str) and n and n.isprintable() for n in value
+    ):
+        raise ConfigError(f"{where}.{key}", "must be a list of model names")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}.{key}", "lists a name twice")
+    return tuple(value)
+
+
+def _readServedName(settings: Mapping[str, Any], where: str) -> str | None:
+    value = settings.get("served_model_name")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise ConfigError(f"{where}.served_model_name", "must be a model name")
+    return value
 
 
 def _readHook(

@@ -144,7 +144,13 @@ def _llmuxSite(agent: IAgent, data: dict[str, Any]) -> Site:
     switcher.start()
     for name in config.modelNames:
         switcher.adopt(name)
-    root = buildRoot(switcher, config, agent, metrics, reactor)
+    try:
+        from llmux.settings import Settings
+
+        settings: Any = Settings(config)
+    except ImportError:  # a tree from before issue 13 took the config itself
+        settings = config
+    root = buildRoot(switcher, settings, agent, metrics, reactor)
     return makeSite(root, metrics=metrics, clock=reactor)
 
 

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from llmux.config import Config, ModelConfig, parseConfig
 from llmux.metrics import Metrics
+from llmux.settings import Settings
 from llmux.web.errors import errorBody, errorResponse
 from llmux.web.limits import (
     LINGER_SECS,
@@ -673,7 +674,11 @@ class ClockedProxyTestCase(ProxyTestCase):
         config = attrs.evolve(self.config, upstream_timeout_secs=self.upstreamTimeout)
         pool = HTTPConnectionPool(reactor, persistent=False)
         proxy = ProxyResource(
-            self.switcher, config, Agent(reactor, pool=pool), self.metrics, self.clock
+            self.switcher,
+            Settings(config),
+            Agent(reactor, pool=pool),
+            self.metrics,
+            self.clock,
         )
         self.port = self.listen(makeSite(proxy))
 

@@ -62,6 +62,7 @@ from llmux.interfaces import (
     ModelView,
 )
 from llmux.metrics import Metrics
+from llmux.settings import Settings
 from llmux.switcher import Active
 from llmux.web.errors import backendErrorMessage, errorBody, statusForError
 from llmux.web.proxy import ProxyResource
@@ -414,7 +415,7 @@ class ProxyTestCase(TestCase):
         self.metrics = Metrics()
         proxy = ProxyResource(
             self.switcher,
-            self.config,
+            Settings(self.config),
             Agent(reactor, pool=backendPool),
             self.metrics,
             health=self.health(),

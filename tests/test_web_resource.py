@@ -19,6 +19,7 @@ from twisted.web.server import Site
 
 from llmux.config import Config, ModelConfig
 from llmux.metrics import Metrics
+from llmux.settings import Settings
 from llmux.web.resource import LlmuxSite, buildRoot, makeSite
 from tests.test_web_proxy import Backend, FakeSwitcher, TrackingFactory, portOf, reactor
 
@@ -51,7 +52,7 @@ class RootTests(TestCase):
         self.addCleanup(backendPool.closeCachedConnections)
         root = buildRoot(
             self.switcher,
-            self.config,
+            Settings(self.config),
             Agent(reactor, pool=backendPool),
             Metrics(self.registry),
             reactor,

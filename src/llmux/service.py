@@ -25,6 +25,7 @@ from .liveness import Liveness
 from .logs import addressText, observer
 from .metrics import Metrics
 from .policies import buildEvictionPolicy
+from .settings import Settings
 from .switcher import Switcher
 from .tuning import tuneProcess
 from .web.client import backendAgent
@@ -165,7 +166,8 @@ def makeLlmuxService(
     metrics.watch(switcher)
     liveness = Liveness(switcher, config, reactor)
     agent, pool = backendAgent(reactor)
-    root = buildRoot(switcher, config, agent, metrics, reactor, liveness)
+    settings = Settings(config)
+    root = buildRoot(switcher, settings, agent, metrics, reactor, liveness)
     endpoint = serverFromString(reactor, listen)
     site = makeSite(
         root,

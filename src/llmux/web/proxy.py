@@ -57,10 +57,10 @@ from twisted.web.iweb import IAgent, IResponse
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from llmux.config import Config
 from llmux.interfaces import IBackendHealth, ISlot, ISwitcher
 from llmux.logs import observer
 from llmux.metrics import NO_MODEL_LABEL, UNKNOWN_MODEL_LABEL, Metrics
+from llmux.settings import Settings
 from llmux.web.client import backendClient
 from llmux.web.errors import (
     BODY_UNREADABLE,
@@ -74,6 +74,12 @@ from llmux.web.errors import (
     writeError,
 )
 from llmux.web.extract import extractModel
+from llmux.web.routing import (
+    UPSTREAM_PREFIX,
+    BadUpstreamPath,
+    rewriteModel,
+    upstreamTarget,
+)
 
 __all__ = ["ProxyResource", "forwardedRequestHeaders", "copyResponseHeaders"]
 
@@ -196,9 +202,8 @@ def _requestTarget(uri: bytes) -> str:
 
 class ProxyResource(Resource):
     """
-    The leaf that forwards a request to the backend of the model it names.
-
-    @ivar _origins: C{http://127.0.0.1:<port>} for each configured model.
+    The leaf that forwards a request to the backend of the model it names:
+    in its body, or in its path under C{/upstream/<model>/}.
     """
 
     isLeaf = True
@@ -206,7 +211,7 @@ class ProxyResource(Resource):
     def __init__(
         self,
         switcher: ISwitcher,
-        config: Config,
+        settings: Settings,
         agent: IAgent,
         metrics: Metrics,
         clock: IReactorTime | None = None,
@@ -214,7 +219,8 @@ class ProxyResource(Resource):
     ) -> None:
         """
         @param switcher: makes models ready and hands out slots on them.
-        @param config: the configured models and their ports.
+        @param settings: the configured models, their ports and names, read
+            per request.
         @param agent: the agent backend requests go through: an
             L{twisted.web.client.Agent} over a persistent
             L{twisted.web.client.HTTPConnectionPool} that the caller owns
@@ -231,14 +237,11 @@ class ProxyResource(Resource):
 
             clock = cast(IReactorTime, reactor)
         self._switcher = switcher
+        self._settings = settings
         self._health = health
         self._client = backendClient(agent)
         self._metrics = metrics
         self._clock = clock
-        self._upstreamTimeout = config.upstream_timeout_secs
-        self._origins = {
-            model.name: f"http://127.0.0.1:{model.port}" for model in config.models
-        }
 
     def render(self, request: Request) -> bytes | int:
         """
@@ -264,13 +267,27 @@ class ProxyResource(Resource):
             body = content.read()
         except (OSError, ValueError):
             return self._refuse(request, started, 400, BODY_UNREADABLE)
-        model = extractModel(body, request.getHeader(b"content-type"))
-        if model is None:
-            return self._refuse(request, started, 404, NO_MODEL)
+        settings = self._settings
+        if request.path.startswith(UPSTREAM_PREFIX):
+            try:
+                name, target = upstreamTarget(request.uri, settings.names)
+            except BadUpstreamPath as e:
+                return self._refuse(request, started, e.status, e.message)
+        else:
+            found = extractModel(body, request.getHeader(b"content-type"))
+            if found is None:
+                return self._refuse(request, started, 404, NO_MODEL)
+            name, target = found, _requestTarget(request.uri)
+        config = settings.names.get(name)
+        if config is None:
+            model, origin, metricModel = name, None, UNKNOWN_MODEL_LABEL
+        else:
+            model, origin, metricModel = config.name, config.origin, config.name
+            if config.served_model_name is not None:
+                body = rewriteModel(body, config.served_model_name)
 
         # The backend's headers are relayed as they are: no text/html default.
         request.defaultContentType = None
-        origin = self._origins.get(model)
         exchange = _Exchange(
             request=request,
             switcher=self._switcher,
@@ -278,12 +295,13 @@ class ProxyResource(Resource):
             client=self._client,
             model=model,
             origin=origin,
+            target=target,
             body=body,
             metrics=self._metrics,
-            metricModel=model if origin is not None else UNKNOWN_MODEL_LABEL,
+            metricModel=metricModel,
             started=started,
             clock=self._clock,
-            upstreamTimeout=self._upstreamTimeout,
+            upstreamTimeout=settings.config.upstream_timeout_secs,
         )
         request.notifyFinish().addErrback(exchange.clientDisconnected)
         exchange.waiting = acquiring = self._switcher.acquire(model)
@@ -323,6 +341,7 @@ class _Exchange:
 
     @ivar origin: the backend's C{http://127.0.0.1:<port>}, or C{None} if the
         model is not configured (the switcher then refuses it).
+    @ivar target: the path and query the backend is asked for.
     @ivar health: told when the backend refuses or drops the connection
         before answering (passive health), if anyone listens.
     @ivar body: the request body, until the backend answers (a request the
@@ -354,6 +373,7 @@ class _Exchange:
     client: HTTPClient
     model: str
     origin: str | None
+    target: str
     body: bytes
     metrics: Metrics
     metricModel: str
@@ -388,7 +408,7 @@ class _Exchange:
             )
         self.waiting = responding = self.client.request(
             request.method.decode("ascii"),
-            self.origin + _requestTarget(request.uri),
+            self.origin + self.target,
             headers=forwardedRequestHeaders(request.requestHeaders),
             data=body or None,
             unbuffered=True,

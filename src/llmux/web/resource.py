@@ -31,9 +31,10 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from llmux import __version__
-from llmux.config import DEFAULT_MAX_BODY_BYTES, Config
+from llmux.config import DEFAULT_MAX_BODY_BYTES
 from llmux.interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
+from llmux.settings import Settings
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.limits import (
     DEFAULT_BODY_TIMEOUT_SECS,
@@ -185,7 +186,7 @@ class _Root(Resource):
 
 def buildRoot(
     switcher: ISwitcher,
-    config: Config,
+    settings: Settings,
     agent: IAgent,
     metrics: Metrics,
     clock: IReactorTime,
@@ -195,7 +196,7 @@ def buildRoot(
     The root resource of llmux's HTTP service.
 
     @param switcher: hands out slots on ready models.
-    @param config: the configured models.
+    @param settings: the configuration in force, read per request.
     @param agent: the agent backend requests go through (see
         L{ProxyResource}).
     @param metrics: counts requests; its registry is what C{/metrics}
@@ -210,7 +211,7 @@ def buildRoot(
         b"/metrics": MetricsResource(metrics.registry),
         b"/llmux/status": StatusResource(switcher, clock),
     }
-    proxy = ProxyResource(switcher, config, agent, metrics, clock, health)
+    proxy = ProxyResource(switcher, settings, agent, metrics, clock, health)
     return _Root(routes, proxy)
 
 

@@ -64,7 +64,7 @@ class AuthTests(SynchronousTestCase):
         self.assertEqual(auth.admin_keys, (Key("ops", SECRET.encode()),))
         self.assertEqual(
             auth.api_keys,
-            (Key("ci", b"other-key", frozenset({"chat", "llama3"})),),
+            (Key("ci", b"other-key", frozenset({"chat"})),),
         )
         self.assertTrue(auth.protect_metrics)
         self.assertNotIn(SECRET, repr(auth))

@@ -75,12 +75,13 @@ class CorsConfig:
         return self.origins == "*" or origin in self.origins
 
 
-def parseAuth(table: Any, directory: str, models: Mapping[str, object]) -> AuthConfig:
+def parseAuth(table: Any, directory: str, models: Mapping[str, Any]) -> AuthConfig:
     """
     The C{auth:} table.
 
     @param directory: what a relative C{key_file} is relative to.
-    @param models: the names a key's C{models} may list (models and aliases).
+    @param models: the names a key's C{models} may list (models and
+        aliases), to their models (whose C{name} the scope keeps).
     @raise ConfigError: naming the field at fault, never a secret.
     """
     if table is None:
@@ -102,7 +103,7 @@ def _keys(
     table: Mapping[str, Any],
     kind: str,
     directory: str,
-    models: Mapping[str, object] | None,
+    models: Mapping[str, Any] | None,
 ) -> tuple[Key, ...]:
     value = table.get(kind, [])
     if not isinstance(value, list):
@@ -114,7 +115,7 @@ def _keys(
 
 
 def _key(
-    item: Any, where: str, directory: str, models: Mapping[str, object] | None
+    item: Any, where: str, directory: str, models: Mapping[str, Any] | None
 ) -> Key:
     if not isinstance(item, dict):
         raise ConfigError(where, "must be a mapping with name and key_env or key_file")
@@ -173,7 +174,7 @@ def _secret(item: Mapping[str, Any], where: str, directory: str) -> bytes:
 
 
 def _scope(
-    item: Mapping[str, Any], where: str, models: Mapping[str, object] | None
+    item: Mapping[str, Any], where: str, models: Mapping[str, Any] | None
 ) -> frozenset[str] | None:
     if models is None or "models" not in item:
         return None
@@ -183,7 +184,8 @@ def _scope(
     for model in value:
         if model not in models:
             raise ConfigError(f"{where}.models", f"unknown model {printable(model)!r}")
-    return frozenset(value)
+    # An alias in a scope allows its model, under every name.
+    return frozenset(models[model].name for model in value)
 
 
 def _unique(keys: tuple[Key, ...]) -> None:

@@ -135,6 +135,13 @@ class Metrics:
             ["model", "hook"],
             registry=registry,
         )
+        self._byKey = Counter(
+            "llmux_requests_by_key_total",
+            "Proxied requests, by the name of the API key they were made with"
+            " (only while auth.api_keys is set).",
+            ["key"],
+            registry=registry,
+        )
         self._backendErrors = Counter(
             "llmux_backend_errors_total",
             "Requests whose backend failed before answering (502s).",
@@ -213,6 +220,12 @@ class Metrics:
             self._requestSeries[(model, status)] = series
         series[0].inc()
         series[1].observe(durationSecs)
+
+    def requestByKey(self, key: str) -> None:
+        """
+        A proxied request was made with the API key named C{key}.
+        """
+        self._byKey.labels(key).inc()
 
     def backendFailed(self, model: str) -> None:
         """

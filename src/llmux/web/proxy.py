@@ -61,6 +61,7 @@ from llmux.interfaces import IBackendHealth, ISlot, ISwitcher
 from llmux.logs import observer
 from llmux.metrics import NO_MODEL_LABEL, UNKNOWN_MODEL_LABEL, Metrics
 from llmux.settings import Settings
+from llmux.web.auth import Denied, apiKey, scopeDenied
 from llmux.web.client import backendClient
 from llmux.web.errors import (
     BODY_UNREADABLE,
@@ -113,6 +114,10 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
     b"expect",
 }
 
+#: With API keys configured, the key a client sent is llmux's, not the
+#: backend's.
+_NOT_FORWARDED_WITH_KEY = _NOT_FORWARDED | {b"authorization", b"x-api-key"}
+
 _NO_TOKENS: frozenset[bytes] = frozenset()
 
 #: Failures of the backend request that mean "the backend failed before it
@@ -145,18 +150,21 @@ def _connectionTokens(headers: Headers) -> frozenset[bytes]:
     )
 
 
-def forwardedRequestHeaders(headers: Headers) -> Headers:
+def forwardedRequestHeaders(
+    headers: Headers, withheld: frozenset[bytes] = _NOT_FORWARDED
+) -> Headers:
     """
     The headers of a client's request as they go to the backend: all of
-    them except C{Host}, C{Content-Length}, C{Accept-Encoding}, C{Expect},
-    the hop-by-hop headers and any header named in C{Connection}.
+    them except C{withheld} (by default C{Host}, C{Content-Length},
+    C{Accept-Encoding}, C{Expect} and the hop-by-hop headers) and any header
+    named in C{Connection}.
     """
     forwarded = Headers()
     setRawHeaders = forwarded.setRawHeaders
     named = _connectionTokens(headers)
     for name, values in headers.getAllRawHeaders():
         lower = name.lower()
-        if lower in _NOT_FORWARDED or lower in named:
+        if lower in withheld or lower in named:
             continue
         setRawHeaders(name, values)
     return forwarded
@@ -268,6 +276,11 @@ class ProxyResource(Resource):
         except (OSError, ValueError):
             return self._refuse(request, started, 400, BODY_UNREADABLE)
         settings = self._settings
+        auth = settings.config.auth
+        try:
+            key = apiKey(auth, request) if auth.api_keys else None
+        except Denied as denied:
+            return self._deny(request, started, denied)
         if request.path.startswith(UPSTREAM_PREFIX):
             try:
                 name, target = upstreamTarget(request.uri, settings.names)
@@ -285,6 +298,11 @@ class ProxyResource(Resource):
             model, origin, metricModel = config.name, config.origin, config.name
             if config.served_model_name is not None:
                 body = rewriteModel(body, config.served_model_name)
+        if key is not None:
+            outOfScope = scopeDenied(key, model)
+            if outOfScope is not None:
+                return self._deny(request, started, outOfScope)
+            self._metrics.requestByKey(key.name)
 
         # The backend's headers are relayed as they are: no text/html default.
         request.defaultContentType = None
@@ -299,6 +317,7 @@ class ProxyResource(Resource):
             body=body,
             metrics=self._metrics,
             metricModel=metricModel,
+            withheld=_NOT_FORWARDED if key is None else _NOT_FORWARDED_WITH_KEY,
             started=started,
             clock=self._clock,
             upstreamTimeout=settings.config.upstream_timeout_secs,
@@ -309,6 +328,14 @@ class ProxyResource(Resource):
             exchange.internalError
         )
         return NOT_DONE_YET
+
+    def _deny(self, request: Request, started: float, denied: Denied) -> bytes:
+        """
+        Answer a request refused for who sent it.
+        """
+        if denied.challenge is not None:
+            request.setHeader(b"WWW-Authenticate", denied.challenge)
+        return self._refuse(request, started, denied.status, denied.message)
 
     def _refuse(
         self, request: Request, started: float, status: int, message: str
@@ -377,6 +404,7 @@ class _Exchange:
     body: bytes
     metrics: Metrics
     metricModel: str
+    withheld: frozenset[bytes]
     started: float
     clock: IReactorTime
     upstreamTimeout: float | None
@@ -409,7 +437,7 @@ class _Exchange:
         self.waiting = responding = self.client.request(
             request.method.decode("ascii"),
             self.origin + self.target,
-            headers=forwardedRequestHeaders(request.requestHeaders),
+            headers=forwardedRequestHeaders(request.requestHeaders, self.withheld),
             data=body or None,
             unbuffered=True,
             allow_redirects=False,

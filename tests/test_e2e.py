@@ -309,6 +309,7 @@ class RoutingTests(TestCase):
                         "object": "model",
                         "created": 0,
                         "owned_by": "llmux",
+                        "aliases": [],
                         "status": {"value": "unloaded"},
                     },
                     {
@@ -316,6 +317,7 @@ class RoutingTests(TestCase):
                         "object": "model",
                         "created": 0,
                         "owned_by": "llmux",
+                        "aliases": [],
                         "status": {"value": "unloaded"},
                     },
                 ],

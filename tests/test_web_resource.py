@@ -94,6 +94,7 @@ class RootTests(TestCase):
                         "object": "model",
                         "created": 0,
                         "owned_by": "llmux",
+                        "aliases": [],
                         "status": {"value": status},
                     }
                     for name, status in (

@@ -25,8 +25,16 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.web.server import Request
 
 from llmux.accessconfig import MAX_KEY_BYTES, AuthConfig, Key
+from llmux.web.errors import renderError
 
-__all__ = ["Denied", "adminAccess", "apiKey", "readAccess"]
+__all__ = [
+    "Denied",
+    "adminAccess",
+    "apiKey",
+    "readAccess",
+    "renderDenied",
+    "scopeDenied",
+]
 
 _BEARER = b"bearer "
 
@@ -171,3 +179,13 @@ def scopeDenied(key: Key | None, model: str) -> Denied | None:
     if key is None or key.allows(model):
         return None
     return Denied(403, f"Key {key.name!r} may not use model {model!r}")
+
+
+def renderDenied(request: Request, denied: Denied) -> bytes:
+    """
+    Answer C{request} with C{denied}'s JSON error (and, for a 401, the
+    C{WWW-Authenticate} challenge); the body, for a C{render} method.
+    """
+    if denied.challenge is not None:
+        request.setHeader(b"WWW-Authenticate", denied.challenge)
+    return renderError(request, denied.status, denied.message)

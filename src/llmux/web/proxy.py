@@ -27,6 +27,7 @@ counting per chunk.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from time import monotonic
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -61,7 +62,7 @@ from llmux.interfaces import IBackendHealth, ISlot, ISwitcher
 from llmux.logs import observer
 from llmux.metrics import NO_MODEL_LABEL, UNKNOWN_MODEL_LABEL, Metrics
 from llmux.settings import Settings
-from llmux.web.auth import Denied, apiKey, scopeDenied
+from llmux.web.auth import Denied, apiKey, renderDenied, scopeDenied
 from llmux.web.client import backendClient
 from llmux.web.errors import (
     BODY_UNREADABLE,
@@ -173,7 +174,8 @@ def forwardedRequestHeaders(
 def copyResponseHeaders(source: Headers, target: Headers) -> None:
     """
     Copy a backend response's headers onto the client's response, minus the
-    hop-by-hop ones and minus empty values.
+    hop-by-hop ones and minus empty values, and minus its CORS headers when
+    llmux's own CORS has set them (L{llmux.web.cors}).
 
     The agent has already taken C{Connection}, C{Content-Length},
     C{Transfer-Encoding} and the like out of C{source} (and with them the
@@ -181,14 +183,29 @@ def copyResponseHeaders(source: Headers, target: Headers) -> None:
     leaves an empty C{Content-Encoding} on every response that had none.
     """
     setRawHeaders = target.setRawHeaders
+    # Only llmux's CORS sets Vary before the backend answers.
+    cors = target.hasHeader(b"vary")
     for name, values in source.getAllRawHeaders():
-        if name.lower() in _HOP_BY_HOP:
+        lower = name.lower()
+        if lower in _HOP_BY_HOP:
             continue
         if b"" in values:
             values = [value for value in values if value]
             if not values:
                 continue
+        if cors and (lower == b"vary" or lower.startswith(b"access-control-")):
+            _keepCors(target, lower, values)
+            continue
         setRawHeaders(name, values)
+
+
+def _keepCors(target: Headers, name: bytes, values: Sequence[bytes]) -> None:
+    """
+    llmux answers for CORS: a backend's own C{Access-Control-*} headers are
+    dropped, and its C{Vary} is added to llmux's.
+    """
+    if name == b"vary":
+        target.setRawHeaders(name, [*target.getRawHeaders(name, []), *values])
 
 
 def _requestTarget(uri: bytes) -> str:
@@ -333,9 +350,10 @@ class ProxyResource(Resource):
         """
         Answer a request refused for who sent it.
         """
-        if denied.challenge is not None:
-            request.setHeader(b"WWW-Authenticate", denied.challenge)
-        return self._refuse(request, started, denied.status, denied.message)
+        self._metrics.requestAnswered(
+            NO_MODEL_LABEL, denied.status, monotonic() - started
+        )
+        return renderDenied(request, denied)
 
     def _refuse(
         self, request: Request, started: float, status: int, message: str

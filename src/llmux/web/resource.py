@@ -35,6 +35,8 @@ from llmux.config import DEFAULT_MAX_BODY_BYTES
 from llmux.interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
 from llmux.settings import Settings
+from llmux.web.auth import Denied, readAccess, renderDenied
+from llmux.web.cors import CorsResource
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.limits import (
     DEFAULT_BODY_TIMEOUT_SECS,
@@ -59,7 +61,8 @@ _JSON = b"application/json"
 
 class _ReadOnlyEndpoint(Resource):
     """
-    One of llmux's own endpoints: C{GET} and C{HEAD} only, JSON 405 otherwise.
+    One of llmux's own endpoints: C{GET} and C{HEAD} only, JSON 405 otherwise;
+    a C{Denied} access is answered with its JSON 401 or 403.
     """
 
     isLeaf = True
@@ -69,7 +72,10 @@ class _ReadOnlyEndpoint(Resource):
     def render(self, request: Request) -> bytes | int:
         if request.method not in self.allowedMethods:
             return self._notAllowed.render(request)
-        return self.renderGet(request)
+        try:
+            return self.renderGet(request)
+        except Denied as denied:
+            return renderDenied(request, denied)
 
     @abstractmethod
     def renderGet(self, request: Request) -> bytes:
@@ -81,27 +87,39 @@ class _ReadOnlyEndpoint(Resource):
 class ModelsResource(_ReadOnlyEndpoint):
     """
     C{GET /v1/models}: the configured models in the OpenAI list form, sorted
-    by id, each with its C{status} in llama-swap's shape: C{loaded} while it
-    is up, C{loading} while it wakes, C{unloaded} otherwise.
+    by id, each once, with its C{aliases} and its C{status} in llama-swap's
+    shape: C{loaded} while it is up, C{loading} while it wakes, C{unloaded}
+    otherwise. With keys configured, only the models the caller's key may
+    use.
     """
 
-    def __init__(self, switcher: ISwitcher) -> None:
+    def __init__(self, switcher: ISwitcher, settings: Settings) -> None:
         super().__init__()
         self._switcher = switcher
+        self._settings = settings
 
     def renderGet(self, request: Request) -> bytes:
+        settings = self._settings
+        key = readAccess(settings.config.auth, request)
         data = [
             {
                 "id": view.name,
                 "object": "model",
                 "created": 0,
                 "owned_by": "llmux",
+                "aliases": list(_aliases(settings, view.name)),
                 "status": {"value": _loadStatus(view)},
             }
             for view in sorted(self._switcher.views(), key=lambda v: v.name)
+            if key is None or key.allows(view.name)
         ]
         request.setHeader(b"Content-Type", _JSON)
         return json.dumps({"object": "list", "data": data}).encode("utf-8")
+
+
+def _aliases(settings: Settings, model: str) -> tuple[str, ...]:
+    config = settings.model(model)
+    return () if config is None else config.aliases
 
 
 def _loadStatus(view: ModelView) -> str:
@@ -132,11 +150,15 @@ class MetricsResource(_ReadOnlyEndpoint):
     C{prometheus_client.twisted.MetricsResource}).
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, settings: Settings) -> None:
         super().__init__()
         self._registry = registry
+        self._settings = settings
 
     def renderGet(self, request: Request) -> bytes:
+        auth = self._settings.config.auth
+        if auth.protect_metrics:
+            readAccess(auth, request)
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
         return generate_latest(self._registry)
 
@@ -149,13 +171,17 @@ class StatusResource(_ReadOnlyEndpoint):
     the last switch error, and llmux's uptime and version.
     """
 
-    def __init__(self, switcher: ISwitcher, clock: IReactorTime) -> None:
+    def __init__(
+        self, switcher: ISwitcher, clock: IReactorTime, settings: Settings
+    ) -> None:
         super().__init__()
         self._switcher = switcher
         self._clock = clock
+        self._settings = settings
         self._started = clock.seconds()
 
     def renderGet(self, request: Request) -> bytes:
+        readAccess(self._settings.config.auth, request)
         status = {
             **self._switcher.status(),
             "uptime_secs": self._clock.seconds() - self._started,
@@ -206,13 +232,13 @@ def buildRoot(
     @param health: told of backends that fail under the proxy.
     """
     routes: dict[bytes, IResource] = {
-        b"/v1/models": ModelsResource(switcher),
+        b"/v1/models": ModelsResource(switcher, settings),
         b"/health": HealthResource(),
-        b"/metrics": MetricsResource(metrics.registry),
-        b"/llmux/status": StatusResource(switcher, clock),
+        b"/metrics": MetricsResource(metrics.registry, settings),
+        b"/llmux/status": StatusResource(switcher, clock, settings),
     }
     proxy = ProxyResource(switcher, settings, agent, metrics, clock, health)
-    return _Root(routes, proxy)
+    return CorsResource(_Root(routes, proxy), lambda: settings.config.cors)
 
 
 class LlmuxSite(Site):

@@ -807,11 +807,14 @@ class ErrorTests(ProxyTestCase):
 
     async def test_notReady(self) -> None:
         """
-        The model cannot take requests now: 503.
+        The model cannot take requests now: 503, with a Retry-After, as
+        every 503.
         """
         self.switcher.errors["alpha"] = ModelNotReady("alpha", "shutting down")
+        response = await self.post("/v1/x", "alpha")
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"5"])
         await self.assertError(
-            self.post("/v1/x", "alpha"), 503, "Model not ready: alpha (shutting down)"
+            succeed(response), 503, "Model not ready: alpha (shutting down)"
         )
 
     async def test_cannotFit(self) -> None:

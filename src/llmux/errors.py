@@ -67,8 +67,12 @@ class SwitchFailed(LlmuxError):
 
 class ModelNotReady(LlmuxError):
     """
-    The model cannot take the request now (e.g. llmux is shutting down).
+    The model cannot take the request now (its queue is full, llmux is
+    shutting down): a 503, which, like every 503 of llmux's, tells the client
+    when to try again.
     """
+
+    retryAfterSecs: float | None = 5.0
 
     def __init__(self, model: str, reason: str):
         super().__init__(f"Model not ready: {model} ({reason})")

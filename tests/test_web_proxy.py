@@ -216,6 +216,22 @@ class FakeSwitcher:
     def markDead(self, model: str, reason: str) -> Deferred[None]:
         return succeed(None)
 
+    def sleepModel(self, model: str) -> Deferred[ModelState]:
+        self.models.discard(model)
+        return succeed(ModelState.ASLEEP)
+
+    def unloadModel(self, model: str) -> Deferred[ModelState]:
+        self.models.discard(model)
+        return succeed(ModelState.UNLOADED)
+
+    def pin(self, model: str, pinned: bool) -> None:
+        pass
+
+    def reconfigure(
+        self, config: object, policy: object, eviction: object
+    ) -> Deferred[dict[str, list[str]]]:
+        return succeed({})
+
 
 # --- backends ---------------------------------------------------------------
 

@@ -179,12 +179,6 @@ class ModelConfig:
     backend: str | None = None
     aliases: tuple[str, ...] = ()
     served_model_name: str | None = None
-    #: Where its backend listens, kept ready for every request.
-    origin: str = attrs.field(init=False)
-
-    @origin.default
-    def _origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
     resources: tuple[Mapping[str, float], ...] = attrs.field(
         default=(), converter=_placements
     )
@@ -198,6 +192,12 @@ class ModelConfig:
     max_in_flight: int | None = None
     placement: int | None = None
     pools: tuple[str, ...] = ()
+    #: Where its backend listens, kept ready for every request.
+    origin: str = attrs.field(init=False)
+
+    @origin.default
+    def _origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def placementsWithin(
         self, capacity: Mapping[str, float]

@@ -13,6 +13,7 @@ __all__ = [
     "ModelCannotFit",
     "ModelNotFound",
     "ModelNotReady",
+    "NoUnloadHook",
     "RequestTimedOut",
     "SwitchFailed",
 ]
@@ -94,3 +95,13 @@ class ModelCannotFit(LlmuxError):
         self.model = model
         self.pinned = pinned
         self.retryAfterSecs = retryAfterSecs
+
+
+class NoUnloadHook(LlmuxError):
+    """
+    An unload was asked of a model that has no C{unload} hook (a 409).
+    """
+
+    def __init__(self, model: str):
+        super().__init__(f"Model {model} has no unload hook")
+        self.model = model

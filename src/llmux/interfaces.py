@@ -651,6 +651,48 @@ class ISwitcher(Interface):
         @return: whether it fit; if not, nothing changed.
         """
 
+    def reconfigure(
+        config: object, policy: ISwitchPolicy, eviction: IEvictionPolicy
+    ) -> Deferred[dict[str, list[str]]]:
+        """
+        Take a reloaded L{llmux.config.Config} (same capacity table), with
+        the switch and eviction policies built for it, once no switch runs
+        (none starts meanwhile). Models removed or whose port, hooks or
+        resources changed are put to sleep with their old hooks (drained
+        first if up; unloaded if they can be); waiters of removed models get
+        L{llmux.errors.ModelNotFound}; added models can be used at once;
+        other models are not touched, beyond their settings.
+
+        @return: fires with the names C{added}, C{removed}, C{changed} and
+            C{unchanged}; fails with C{ValueError} (nothing changed) if the
+            capacity table differs.
+        """
+
+    def sleepModel(model: str) -> Deferred[ModelState]:
+        """
+        Put C{model} to sleep now (the admin API): no new request is served
+        from it, those in flight finish (within C{drain_timeout_secs}), then
+        its C{sleep} hook runs. Requests waiting for it wake it again after.
+        No switch starts meanwhile.
+
+        @return: fires with its state once done (C{asleep}, or C{failed}).
+        """
+
+    def unloadModel(model: str) -> Deferred[ModelState]:
+        """
+        Put C{model} to sleep as L{sleepModel} does, then run its C{unload}
+        hook.
+
+        @return: fires with its state once done; fails with
+            L{llmux.errors.NoUnloadHook} if it has no C{unload} hook.
+        """
+
+    def pin(model: str, pinned: bool) -> None:
+        """
+        Pin C{model} (it is never evicted to make room for another) or
+        unpin it, until llmux restarts or a reload changes the model.
+        """
+
     def markDead(model: str, reason: str) -> Deferred[None]:
         """
         Give up on the awake C{model}: it stops serving at once, its

@@ -69,6 +69,9 @@ class Liveness:
         if self._config.adopt_running:
             self.adopted = self._switcher.exclusively(self._adopt)
             self.adopted.addErrback(lambda f: self.log.failure("adoption failed", f))
+        self._startChecks()
+
+    def _startChecks(self) -> None:
         interval = self._config.alive_interval_secs
         if interval > 0 and self._checker is None:
             self._checker = LoopingCall(self._check)
@@ -76,6 +79,18 @@ class Liveness:
             self._checker.start(interval, now=False).addErrback(
                 lambda f: self.log.failure("health checks stopped", f)
             )
+
+    def reconfigure(self, config: Config) -> None:
+        """
+        Take a reloaded config: its checks' interval and failure limit from
+        now on (adoption happens at start-up only).
+        """
+        interval = config.alive_interval_secs
+        restart = interval != self._config.alive_interval_secs
+        self._config = config
+        if restart:
+            self.stop()
+            self._startChecks()
 
     def stop(self) -> None:
         """

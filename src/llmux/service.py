@@ -6,12 +6,17 @@ HTTP listener, started and stopped together.
 
 from __future__ import annotations
 
-from typing import Any
+import signal
+from typing import Any, cast
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IReactorFromThreads,
+    IStreamServerEndpoint,
+)
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
@@ -25,6 +30,7 @@ from .liveness import Liveness
 from .logs import addressText, observer
 from .metrics import Metrics
 from .policies import buildEvictionPolicy
+from .reload import Reloader
 from .settings import Settings
 from .switcher import Switcher
 from .tuning import tuneProcess
@@ -55,6 +61,7 @@ class LlmuxService(Service):
         logObserver: ILogObserver | None = None,
         tune: bool = False,
         processes: ManagedProcesses | None = None,
+        reload: Reloader | None = None,
     ) -> None:
         """
         @param metrics: the service's metrics; it times full garbage
@@ -66,6 +73,8 @@ class LlmuxService(Service):
             whatever its tests made).
         @param processes: the backend processes llmux runs (C{command:}),
             all stopped when the service stops: llmux leaves none behind.
+        @param reload: reloads the config file; run on SIGHUP while the
+            service runs.
         """
         self.config = config
         self.switcher = switcher
@@ -77,6 +86,8 @@ class LlmuxService(Service):
         self.logObserver = logObserver
         self.tune = tune
         self.processes = processes
+        self.reload = reload
+        self._hangup: Any = None
         self.port: IListeningPort | None = None
 
     def setServiceParent(self, parent: Any) -> None:
@@ -103,8 +114,27 @@ class LlmuxService(Service):
         self.liveness.start()
         self.switcher.preload()
         self.metrics.watchGarbage()
+        if self.reload is not None:
+            self._hangup = signal.signal(signal.SIGHUP, self._hungUp)
         if self.tune:
             tuneProcess()
+
+    def _hungUp(self, signum: int, frame: Any) -> None:
+        """
+        SIGHUP: reload the config file (from the reactor's loop).
+        """
+        from twisted.internet import reactor
+
+        cast(IReactorFromThreads, reactor).callFromThread(self._reloadNow)
+
+    def _reloadNow(self) -> None:
+        assert self.reload is not None
+        self.reload().addCallbacks(
+            lambda report: self.log.info(
+                "reloaded on SIGHUP: {report}", event="reload_done", report=report
+            ),
+            lambda failure: None,  # logged by the reloader, with its error
+        )
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
@@ -129,6 +159,9 @@ class LlmuxService(Service):
             await maybeDeferred(self.port.stopListening)
         self.liveness.stop()
         self.metrics.unwatchGarbage()
+        if self._hangup is not None:
+            signal.signal(signal.SIGHUP, self._hangup)
+            self._hangup = None
         await self.switcher.shutdown(
             self.config.shutdown_timeout_secs, self.config.sleep_on_shutdown
         )
@@ -145,6 +178,8 @@ def makeLlmuxService(
     logObserver: ILogObserver | None = None,
     tune: bool = False,
     eviction: IEvictionPolicy | None = None,
+    source: str | None = None,
+    policyName: str | None = None,
 ) -> LlmuxService:
     """
     Assemble a ready-to-start llmux service.
@@ -155,6 +190,9 @@ def makeLlmuxService(
     @param tune: see L{LlmuxService}.
     @param eviction: the eviction policy; by default the one the config
         names, found through the plugin system.
+    @param source: the config file C{config} was read from, and
+        C{policyName} the switch policy's name: with both, the service
+        reloads the file on SIGHUP and C{POST /llmux/reload}.
     """
     if eviction is None:
         eviction = buildEvictionPolicy(config.eviction)
@@ -167,7 +205,20 @@ def makeLlmuxService(
     liveness = Liveness(switcher, config, reactor)
     agent, pool = backendAgent(reactor)
     settings = Settings(config)
-    root = buildRoot(switcher, settings, agent, metrics, reactor, liveness)
+    reloads: list[Reloader] = []
+
+    def reload() -> Deferred[dict[str, Any]]:
+        return reloads[0]()
+
+    root = buildRoot(
+        switcher,
+        settings,
+        agent,
+        metrics,
+        reactor,
+        liveness,
+        reload if source is not None and policyName is not None else None,
+    )
     endpoint = serverFromString(reactor, listen)
     site = makeSite(
         root,
@@ -176,6 +227,10 @@ def makeLlmuxService(
         metrics=metrics,
         clock=reactor,
     )
+    if source is not None and policyName is not None:
+        reloads.append(
+            Reloader(source, policyName, switcher, settings, hooks, liveness, site)
+        )
     return LlmuxService(
         config,
         switcher,
@@ -187,4 +242,5 @@ def makeLlmuxService(
         logObserver,
         tune,
         hooks.processes,
+        reloads[0] if reloads else None,
     )

@@ -234,4 +234,6 @@ def makeService(options: Options) -> IService:
         options.logObserver,
         tune=True,
         eviction=options.eviction,
+        source=options["config"],
+        policyName=options["policy"],
     )

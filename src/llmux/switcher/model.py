@@ -113,9 +113,18 @@ class Resident:
             placements=config.placementsWithin(capacity),
             state=UNLOADED if config.unload is not None else ASLEEP,
             idleSince=now,
-            limit=math.inf if config.max_in_flight is None else config.max_in_flight,
+            limit=_limitOf(config),
             pinned=config.pin,
         )
+
+    def takeSettings(self, config: ModelConfig) -> None:
+        """
+        Take a reloaded config that runs the model as before (same port,
+        hooks and resources): its other settings apply from now on.
+        """
+        self.config = config
+        self.limit = _limitOf(config)
+        self.pinned = config.pin
 
     @property
     def name(self) -> str:
@@ -175,3 +184,10 @@ class Resident:
         timer, self.timer = self.timer, None
         if timer is not None and timer.active():
             timer.cancel()
+
+
+def _limitOf(config: ModelConfig) -> float:
+    """
+    How many requests it serves at once: C{max_in_flight}, or no limit.
+    """
+    return math.inf if config.max_in_flight is None else config.max_in_flight

@@ -53,12 +53,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..config import Config
+from ..config import Config, ModelConfig
 from ..cost import IDLE, CostTracker
 from ..errors import (
     ModelCannotFit,
     ModelNotFound,
     ModelNotReady,
+    NoUnloadHook,
     RequestTimedOut,
     SwitchFailed,
 )
@@ -727,15 +728,14 @@ class Switcher(SwitcherViews):
             self.log.failure("policy failed before a switch; draining anyway")
             wait = self._drained(old)
         if wait is not None:
-            await self._boundedDrain(wait, old, new)
+            await self._boundedDrain(wait, old, new.name)
         self._observer.drained(old.name, new.name, self._clock.seconds() - started)
 
-    async def _boundedDrain(
-        self, wait: Deferred[None], old: Resident, new: Resident
-    ) -> None:
+    async def _boundedDrain(self, wait: Deferred[None], old: Resident, to: str) -> None:
         """
-        Wait for the drain, at most C{drain_timeout_secs}; then switch on
-        whatever is still in flight (it will be cut off by the sleep hook).
+        Wait for the drain, at most C{drain_timeout_secs}; then go on
+        (switch to C{to}) whatever is still in flight (it will be cut off
+        by the sleep hook).
         """
         timeout = self._drainTimeout
         if timeout is not None:
@@ -748,7 +748,7 @@ class Switcher(SwitcherViews):
                 " of draining; switching to {to} anyway",
                 event="drain_timeout",
                 model=old.name,
-                to=new.name,
+                to=to,
                 in_flight=old.inFlight,
                 timeout_secs=timeout,
             )
@@ -1102,6 +1102,153 @@ class Switcher(SwitcherViews):
         self._armIdle(state)
         return True
 
+    # -- reload ----------------------------------------------------------------
+
+    # ISwitcher says "object" to keep interfaces.py free of config imports.
+    def reconfigure(  # type: ignore[override]
+        self,
+        config: Config,
+        policy: ISwitchPolicy,
+        eviction: IEvictionPolicy,
+    ) -> Deferred[dict[str, list[str]]]:
+        """
+        See L{ISwitcher.reconfigure}. Added models are taken at once; the
+        rest waits until no switch runs.
+        """
+        if config.pools != self._ledger.capacity:
+            return fail(
+                ValueError("the capacity table changed: restart llmux to apply it")
+            )
+        now = self._clock.seconds()
+        added = [m.name for m in config.models if m.name not in self._models]
+        for model in config.models:
+            if model.name in added:
+                state = Resident.build(model, config.pools, now)
+                self._models[model.name] = state
+                self._ledger.hold(model.name, state.holdingIn(state.state))
+        work = lambda: self._reconfigure(config, policy, eviction, added)  # noqa: E731
+        return self.exclusively(work)
+
+    async def _reconfigure(
+        self,
+        config: Config,
+        policy: ISwitchPolicy,
+        eviction: IEvictionPolicy,
+        added: list[str],
+    ) -> dict[str, list[str]]:
+        new = {model.name: model for model in config.models}
+        report: dict[str, list[str]] = {
+            "added": added,
+            "removed": [n for n in self._models if n not in new],
+            "changed": [],
+            "unchanged": [],
+        }
+        for name, model in new.items():
+            if name not in added:
+                old = self._models[name].config
+                kind = "changed" if _runsDifferently(old, model) else "unchanged"
+                report[kind].append(name)
+        leaving = [self._models.pop(name) for name in report["removed"]]
+        self._arranged = [n for n in self._arranged if n in self._models]
+        for state in leaving:
+            self._failWaiters(state, ModelNotFound(state.name))
+        for state in leaving + [self._models[n] for n in report["changed"]]:
+            await self._retire(state)
+            state.cancelTimer()
+        for state in leaving:
+            self._ledger.hold(state.name, {})
+        now = self._clock.seconds()
+        for name in report["changed"]:
+            retired = self._models[name]
+            fresh = Resident.build(new[name], config.pools, now)
+            fresh.waiters = retired.waiters
+            self._models[name] = fresh
+            self._ledger.hold(name, fresh.holdingIn(fresh.state))
+        for name in report["unchanged"]:
+            self._models[name].takeSettings(new[name])
+        self._models = {name: self._models[name] for name in new}
+        self._order = config.modelNames
+        self._maxQueue = config.policy.max_queue
+        self._drainTimeout = config.policy.drain_timeout_secs
+        self._eviction = eviction
+        self._swapPolicy(policy)
+        self.log.info(
+            "reloaded: added {added}, removed {removed}, changed {changed}",
+            event="config_reloaded",
+            **{kind: ", ".join(names) or "none" for kind, names in report.items()},
+        )
+        return report
+
+    async def _retire(self, state: Resident) -> None:
+        """
+        Put a model that is removed or changed to sleep with its old hooks:
+        drained if up, then unloaded if it has an C{unload} hook (it holds
+        nothing after), or left asleep.
+        """
+        await self._adminSleep(state)
+        if state.config.unload is not None and state.state in (ASLEEP, FAILED):
+            await self._unload(state, "reload")
+
+    def _swapPolicy(self, policy: ISwitchPolicy) -> None:
+        """
+        Use C{policy} from now on, with its own scheduler.
+        """
+        if self._ticker is not None and self._ticker.running:
+            self._ticker.stop()
+        self._ticker = None
+        self._policy = policy
+        self.start()
+
+    # -- the admin API -------------------------------------------------------
+
+    def sleepModel(self, model: str) -> Deferred[ModelState]:
+        """
+        See L{ISwitcher.sleepModel}.
+        """
+        state = self._models[model]
+        return self.exclusively(lambda: self._adminSleep(state))
+
+    async def _adminSleep(self, state: Resident) -> ModelState:
+        if state.state in UP:
+            if state.state is AWAKE:
+                state.enter(DRAINING)
+            await self._boundedDrain(self._drained(state), state, "sleep")
+            await self._sleep(state, "admin", None)
+        elif state.state in (WAKING, SLEEPING, UNLOADING) or state.name in self._chores:
+            await state.untilSettled()
+        return state.state
+
+    def unloadModel(self, model: str) -> Deferred[ModelState]:
+        """
+        See L{ISwitcher.unloadModel}.
+        """
+        state = self._models[model]
+        if state.config.unload is None:
+            return fail(NoUnloadHook(model))
+        return self.exclusively(lambda: self._adminUnload(state))
+
+    async def _adminUnload(self, state: Resident) -> ModelState:
+        await self._adminSleep(state)
+        if state.state in (ASLEEP, FAILED):
+            await self._unload(state, "admin")
+        return state.state
+
+    def pin(self, model: str, pinned: bool) -> None:
+        """
+        See L{ISwitcher.pin}.
+        """
+        state = self._models[model]
+        if state.pinned == pinned:
+            return
+        state.pinned = pinned
+        self.log.info(
+            "{model} {what}",
+            event="model_pinned" if pinned else "model_unpinned",
+            model=model,
+            what="pinned" if pinned else "unpinned",
+        )
+        self._dispatch()
+
     def markDead(self, model: str, reason: str) -> Deferred[None]:
         """
         See L{ISwitcher.markDead}.
@@ -1187,3 +1334,25 @@ class Switcher(SwitcherViews):
         if model.state is DRAINING:
             model.enter(AWAKE)
         await self._sleep(model, "shutdown", None)
+
+
+#: What a model's backend runs by: a change to any of these means its old
+#: process, hooks or holdings no longer apply.
+_RUNS_BY = (
+    "port",
+    "wake",
+    "sleep",
+    "alive",
+    "unload",
+    "process",
+    "directory",
+    "resources",
+    "asleep_resources",
+)
+
+
+def _runsDifferently(old: ModelConfig, new: ModelConfig) -> bool:
+    """
+    Whether a reload must put C{old} to sleep before C{new} takes over.
+    """
+    return any(getattr(old, key) != getattr(new, key) for key in _RUNS_BY)

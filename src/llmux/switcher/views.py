@@ -42,7 +42,7 @@ class SwitcherViews:
     The read-only side of the switcher.
     """
 
-    _models: Mapping[str, Resident]
+    _models: dict[str, Resident]
     _order: tuple[str, ...]
     _ledger: Ledger
     _declared: bool

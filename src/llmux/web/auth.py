@@ -137,9 +137,10 @@ def readAccess(auth: AuthConfig, request: Request) -> Key | None:
     return _valid(auth, request)
 
 
-def adminAccess(auth: AuthConfig, request: Request) -> None:
+def adminAccess(auth: AuthConfig, request: Request) -> Key | None:
     """
-    Whether C{request} may use the admin API.
+    Whether C{request} may use the admin API: the admin key it presents, or
+    C{None} for a local client while no admin key is configured.
 
     @raise Denied: 401 without an admin key when admin keys are configured;
         403 for an API key, or, with no admin key configured, for a client
@@ -150,10 +151,11 @@ def adminAccess(auth: AuthConfig, request: Request) -> None:
             raise Denied(
                 403, "The admin API is open to local clients only (no admin key)"
             )
-        return
+        return None
     key = _valid(auth, request)
     if key not in auth.admin_keys:
         raise Denied(403, f"Key {key.name!r} is not an admin key")
+    return key
 
 
 def _local(request: Request) -> bool:

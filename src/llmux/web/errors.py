@@ -23,6 +23,7 @@ from llmux.errors import (
     ModelCannotFit,
     ModelNotFound,
     ModelNotReady,
+    NoUnloadHook,
     RequestTimedOut,
     SwitchFailed,
 )
@@ -68,6 +69,7 @@ STATUS_FOR_ERROR: Mapping[type[LlmuxError], int] = {
     SwitchFailed: 500,
     ModelNotReady: 503,
     ModelCannotFit: 503,
+    NoUnloadHook: 409,
 }
 
 _JSON = b"application/json"

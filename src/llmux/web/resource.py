@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.iweb import IAgent
@@ -31,10 +33,11 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from llmux import __version__
-from llmux.config import DEFAULT_MAX_BODY_BYTES
+from llmux.config import DEFAULT_MAX_BODY_BYTES, ConfigError
 from llmux.interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
 from llmux.settings import Settings
+from llmux.web.admin import ADMIN_PREFIX, RELOAD_PATH, AdminResource, Reloader
 from llmux.web.auth import Denied, readAccess, renderDenied
 from llmux.web.cors import CorsResource
 from llmux.web.errors import MethodNotAllowed
@@ -193,19 +196,28 @@ class StatusResource(_ReadOnlyEndpoint):
 
 class _Root(Resource):
     """
-    Routes a request by its exact path to one of llmux's own endpoints, and
-    every other request to the proxy leaf.
+    Routes a request by its exact path to one of llmux's own endpoints, by
+    its prefix to the admin API's per-model actions, and every other request
+    to the proxy leaf.
     """
 
     isLeaf = True
 
-    def __init__(self, routes: Mapping[bytes, IResource], proxy: IResource) -> None:
+    def __init__(
+        self, routes: Mapping[bytes, IResource], admin: IResource, proxy: IResource
+    ) -> None:
         super().__init__()
         self._routes = dict(routes)
+        self._admin = admin
         self._proxy = proxy
 
     def render(self, request: Request) -> bytes | int:
-        resource: IResource = self._routes.get(request.path, self._proxy)
+        path = request.path
+        resource = self._routes.get(path)
+        if resource is None:
+            # A slice, not startswith: no call on every proxied request.
+            admin = path[: len(ADMIN_PREFIX)] == ADMIN_PREFIX
+            resource = self._admin if admin else self._proxy
         result: bytes | int = resource.render(request)
         return result
 
@@ -217,6 +229,7 @@ def buildRoot(
     metrics: Metrics,
     clock: IReactorTime,
     health: IBackendHealth | None = None,
+    reload: Reloader | None = None,
 ) -> Resource:
     """
     The root resource of llmux's HTTP service.
@@ -230,6 +243,8 @@ def buildRoot(
     @param clock: tells the status page llmux's uptime, and times the
         proxy's wait for backend response headers.
     @param health: told of backends that fail under the proxy.
+    @param reload: reloads the config for C{POST /llmux/reload}; without
+        it, the reload answers that there is no file to reload.
     """
     routes: dict[bytes, IResource] = {
         b"/v1/models": ModelsResource(switcher, settings),
@@ -237,8 +252,14 @@ def buildRoot(
         b"/metrics": MetricsResource(metrics.registry, settings),
         b"/llmux/status": StatusResource(switcher, clock, settings),
     }
+    admin = AdminResource(switcher, settings, reload or _noReload)
+    routes[RELOAD_PATH] = admin
     proxy = ProxyResource(switcher, settings, agent, metrics, clock, health)
-    return CorsResource(_Root(routes, proxy), lambda: settings.config.cors)
+    return CorsResource(_Root(routes, admin, proxy), lambda: settings.config.cors)
+
+
+def _noReload() -> Deferred[dict[str, Any]]:
+    return fail(ConfigError(None, "llmux was not started from a config file"))
 
 
 class LlmuxSite(Site):

@@ -18,6 +18,11 @@ producer chain, so the model stops generating for nobody.
 A backend gets C{upstream_timeout_secs} to send its response headers (a
 504 after that); once its body flows, it may take as long as it needs.
 
+A streaming request that has to wait for its model may get its response
+started at once, with loading feedback (L{llmux.web.feedback}); from then on
+the backend's body is relayed into that stream and every error becomes an
+error event in it.
+
 The code on this path runs for every request and every token, so it is kept
 lean: the per-request state is one small object, headers are copied in one
 pass, and the relay writes each chunk as it came, with no parsing, logging or
@@ -76,6 +81,7 @@ from llmux.web.errors import (
     writeError,
 )
 from llmux.web.extract import extractModel
+from llmux.web.feedback import Feedback, startFeedback
 from llmux.web.routing import (
     UPSTREAM_PREFIX,
     BadUpstreamPath,
@@ -341,6 +347,18 @@ class ProxyResource(Resource):
         )
         request.notifyFinish().addErrback(exchange.clientDisconnected)
         exchange.waiting = acquiring = self._switcher.acquire(model)
+        if not acquiring.called:
+            # The request waits for its model: the slow path.
+            exchange.feedback = startFeedback(
+                settings.config.loading_feedback,
+                request,
+                body,
+                target,
+                self._switcher,
+                self._clock,
+                model,
+                name,
+            )
         acquiring.addCallbacks(exchange.gotSlot, exchange.acquireFailed).addErrback(
             exchange.internalError
         )
@@ -410,6 +428,10 @@ class _Exchange:
     @ivar timedOut: whether the backend ran out of time, so the failure
         its cancellation causes is answered with a 504, not a 502.
     @ivar retried: whether the request was already sent again once.
+    @ivar feedback: the loading feedback of a streaming request that had to
+        wait for its model (L{llmux.web.feedback}), if it got one. Its
+        response has started: status and headers are sent, and every error
+        goes into the stream as an error event.
     """
 
     request: Request
@@ -433,6 +455,7 @@ class _Exchange:
     upstreamTimer: IDelayedCall | None = None
     timedOut: bool = False
     retried: bool = False
+    feedback: Feedback | None = None
 
     def gotSlot(self, slot: ISlot) -> None:
         """
@@ -443,6 +466,8 @@ class _Exchange:
             slot.release()
             return
         self.slot = slot
+        if self.feedback is not None:
+            self.feedback.stop()
         if self.origin is None:
             raise RuntimeError(f"switcher gave a slot on unknown model {self.model!r}")
         request = self.request
@@ -496,11 +521,9 @@ class _Exchange:
         if status is None:
             return failure
         retryAfter = getattr(error, "retryAfterSecs", None)
-        if retryAfter is not None:
+        if retryAfter is not None and self.feedback is None:
             self.request.setHeader(b"Retry-After", b"%d" % (math.ceil(retryAfter),))
-        self.answered(status)
-        writeError(self.request, status, str(error))
-        self.end()
+        self.answerError(status, str(error))
         return None
 
     def gotResponse(self, response: IResponse) -> None:
@@ -510,6 +533,9 @@ class _Exchange:
         self.waiting = None
         self.disarmUpstreamTimer()
         self.body = b""
+        if self.feedback is not None:
+            self.relayIntoFeedback(response, self.feedback)
+            return
         request = self.request
         # treq's response proxies every attribute read: read each once.
         code, length = response.code, response.length
@@ -530,6 +556,19 @@ class _Exchange:
             response.deliverBody(_Discard())
             raise
         response.deliverBody(_Relay(self))
+
+    def relayIntoFeedback(self, response: IResponse, feedback: Feedback) -> None:
+        """
+        The backend answered a request whose stream has started: relay its
+        body into it if it succeeded; otherwise send its error as an error
+        event. Its status and headers can no longer be sent.
+        """
+        code = response.code
+        self.answered(code)
+        if 200 <= code < 300:
+            response.deliverBody(_Relay(self))
+        else:
+            response.deliverBody(feedback.errorReader(self, code, response.phrase))
 
     def requestFailed(self, failure: Failure) -> Failure | None:
         """
@@ -553,9 +592,7 @@ class _Exchange:
                 model=self.model,
                 timeout=self.upstreamTimeout,
             )
-            self.answered(504)
-            writeError(self.request, 504, message)
-            self.end()
+            self.answerError(504, message)
             return None
         if not failure.check(*_BACKEND_FAILURES):
             return failure
@@ -599,6 +636,8 @@ class _Exchange:
                 model=self.model,
             )
             self.waiting = acquiring = self.switcher.acquire(self.model)
+            if self.feedback is not None and not acquiring.called:
+                self.feedback.resume()
             acquiring.addCallbacks(self.gotSlot, self.acquireFailed).addErrback(
                 self.internalError
             )
@@ -618,8 +657,18 @@ class _Exchange:
         """
         Answer 502 for the backend's C{failure}.
         """
-        self.answered(502)
-        writeError(self.request, 502, backendErrorMessage(failure))
+        self.answerError(502, backendErrorMessage(failure))
+
+    def answerError(self, status: int, message: str) -> None:
+        """
+        Answer an error of llmux's own, with C{status}: a JSON error; or, if
+        the stream has started, an error event that ends it.
+        """
+        self.answered(status)
+        if self.feedback is None:
+            writeError(self.request, status, message)
+        else:
+            self.feedback.fail(status, message)
         self.end()
 
     def bodyEnded(self, reason: Failure) -> None:
@@ -673,6 +722,9 @@ class _Exchange:
             if not request.startedWriting:
                 self.answered(500)
                 writeError(request, 500, INTERNAL_ERROR)
+            elif self.feedback is not None and request.producer is None:
+                self.answered(500)
+                self.feedback.fail(500, INTERNAL_ERROR)
             else:
                 if request.producer is not None:
                     request.unregisterProducer()
@@ -698,6 +750,8 @@ class _Exchange:
         self.ended = True
         self.body = b""
         self.disarmUpstreamTimer()
+        if self.feedback is not None:
+            self.feedback.stop()
         self.giveSlotBack()
 
     def giveSlotBack(self) -> None:

@@ -52,6 +52,7 @@ from .resources import describeShortfall, fits, minus, plus, total
 __all__ = [
     "Config",
     "ConfigError",
+    "DEFAULT_BODY_TIMEOUT_SECS",
     "DEFAULT_EVICTION",
     "EXCLUSIVE_POOL",
     "ModelConfig",
@@ -121,6 +122,8 @@ LOADING_FEEDBACK = ("off", "comments", "reasoning")
 #: weights can take minutes; a health check should not.
 DEFAULT_HOOK_TIMEOUTS = {"wake": 600.0, "sleep": 300.0, "alive": 30.0}
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+#: How long a request may take to arrive, body included (C{body_timeout_secs}).
+DEFAULT_BODY_TIMEOUT_SECS = 120.0
 #: The eviction policy used when the config names none.
 DEFAULT_EVICTION = "lru"
 #: The one pool of a config without C{capacity:}: every model holds all of
@@ -288,7 +291,7 @@ class Config:
     alive_interval_secs: float = 30.0
     alive_failures: int = 3
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    body_timeout_secs: float | None = 120.0
+    body_timeout_secs: float | None = DEFAULT_BODY_TIMEOUT_SECS
     upstream_timeout_secs: float | None = 600.0
     shutdown_timeout_secs: float = 30.0
     sleep_on_shutdown: bool = False
@@ -391,22 +394,50 @@ def parseConfig(data: Any, directory: str = ".") -> Config:
         capacity=capacity,
         eviction=readName(data, "eviction", DEFAULT_EVICTION),
         hook_timeouts=_parseHookTimeouts(data.get("hook_timeouts", {})),
-        adopt_running=readBool(data, "adopt_running", True, None),
-        alive_interval_secs=readNumber(data, "alive_interval_secs", 30.0, None),
-        alive_failures=readCount(data, "alive_failures", 3, None),
-        max_body_bytes=readCount(data, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, None),
+        adopt_running=readBool(data, "adopt_running", _default("adopt_running"), None),
+        alive_interval_secs=readNumber(
+            data, "alive_interval_secs", _default("alive_interval_secs"), None
+        ),
+        alive_failures=readCount(
+            data, "alive_failures", _default("alive_failures"), None
+        ),
+        max_body_bytes=readCount(
+            data, "max_body_bytes", _default("max_body_bytes"), None
+        ),
         body_timeout_secs=readNumber(
-            data, "body_timeout_secs", 120.0, None, allowNone=True, positive=True
+            data,
+            "body_timeout_secs",
+            _default("body_timeout_secs"),
+            None,
+            allowNone=True,
+            positive=True,
         ),
         upstream_timeout_secs=readNumber(
-            data, "upstream_timeout_secs", 600.0, None, allowNone=True, positive=True
+            data,
+            "upstream_timeout_secs",
+            _default("upstream_timeout_secs"),
+            None,
+            allowNone=True,
+            positive=True,
         ),
-        shutdown_timeout_secs=readNumber(data, "shutdown_timeout_secs", 30.0, None),
-        sleep_on_shutdown=readBool(data, "sleep_on_shutdown", False, None),
+        shutdown_timeout_secs=readNumber(
+            data, "shutdown_timeout_secs", _default("shutdown_timeout_secs"), None
+        ),
+        sleep_on_shutdown=readBool(
+            data, "sleep_on_shutdown", _default("sleep_on_shutdown"), None
+        ),
         auth=parseAuth(data.get("auth"), directory, names),
         cors=parseCors(data.get("cors")),
         loading_feedback=_readChoice(data, "loading_feedback", LOADING_FEEDBACK),
     )
+
+
+def _default(key: str) -> Any:
+    """
+    The default of a top-level key: the one L{Config} declares, so it is
+    written once.
+    """
+    return attrs.fields_dict(Config)[key].default
 
 
 def modelNames(models: tuple[ModelConfig, ...]) -> dict[str, ModelConfig]:
@@ -807,15 +838,32 @@ def _parsePolicy(table: Any) -> PolicyConfig:
         return PolicyConfig()
     if not isinstance(table, dict):
         raise ConfigError("policy", "must be a mapping")
-    timeout = readNumber(table, "request_timeout_secs", None, "policy", allowNone=True)
-    drainTimeout = readNumber(
-        table, "drain_timeout_secs", None, "policy", allowNone=True, positive=True
-    )
+
+    def default(key: str) -> Any:
+        return attrs.fields_dict(PolicyConfig)[key].default
+
     return PolicyConfig(
-        request_timeout_secs=timeout,
-        drain_before_switch=readBool(table, "drain_before_switch", True, "policy"),
-        drain_timeout_secs=drainTimeout,
-        min_active_secs=readNumber(table, "min_active_secs", 0.0, "policy"),
-        max_queue=readCount(table, "max_queue", 512, "policy"),
+        request_timeout_secs=readNumber(
+            table,
+            "request_timeout_secs",
+            default("request_timeout_secs"),
+            "policy",
+            allowNone=True,
+        ),
+        drain_before_switch=readBool(
+            table, "drain_before_switch", default("drain_before_switch"), "policy"
+        ),
+        drain_timeout_secs=readNumber(
+            table,
+            "drain_timeout_secs",
+            default("drain_timeout_secs"),
+            "policy",
+            allowNone=True,
+            positive=True,
+        ),
+        min_active_secs=readNumber(
+            table, "min_active_secs", default("min_active_secs"), "policy"
+        ),
+        max_queue=readCount(table, "max_queue", default("max_queue"), "policy"),
         extra={k: v for k, v in table.items() if k not in POLICY_KEYS},
     )

@@ -42,7 +42,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 
-from llmux.config import DEFAULT_MAX_BODY_BYTES
+from llmux.config import DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_MAX_BODY_BYTES
 from llmux.logs import addressText, observer
 from llmux.metrics import NO_MODEL_LABEL, Metrics
 from llmux.web.errors import (
@@ -58,7 +58,6 @@ from llmux.web.errors import (
 )
 
 __all__ = [
-    "DEFAULT_BODY_TIMEOUT_SECS",
     "LINGER_SECS",
     "LlmuxChannel",
     "LlmuxRequest",
@@ -67,8 +66,6 @@ __all__ = [
 
 _log = Logger(observer=observer)
 
-#: The default of C{body_timeout_secs} (as in L{llmux.config.Config}).
-DEFAULT_BODY_TIMEOUT_SECS = 120.0
 #: How long a refused connection keeps reading (and dropping) what the client
 #: still sends after the error, before it is closed outright.
 LINGER_SECS = 2.0

@@ -33,7 +33,11 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from llmux import __version__
-from llmux.config import DEFAULT_MAX_BODY_BYTES, ConfigError
+from llmux.config import (
+    DEFAULT_BODY_TIMEOUT_SECS,
+    DEFAULT_MAX_BODY_BYTES,
+    ConfigError,
+)
 from llmux.interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
 from llmux.settings import Settings
@@ -42,7 +46,6 @@ from llmux.web.auth import Denied, readAccess, renderDenied
 from llmux.web.cors import CorsResource
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.limits import (
-    DEFAULT_BODY_TIMEOUT_SECS,
     LlmuxChannel,
     LlmuxRequest,
     RequestLimits,

@@ -197,6 +197,9 @@ class StatusResource(_ReadOnlyEndpoint):
         return json.dumps(status).encode("utf-8")
 
 
+_ADMIN_PREFIX_LENGTH = len(ADMIN_PREFIX)
+
+
 class _Root(Resource):
     """
     Routes a request by its exact path to one of llmux's own endpoints, by
@@ -219,7 +222,7 @@ class _Root(Resource):
         resource = self._routes.get(path)
         if resource is None:
             # A slice, not startswith: no call on every proxied request.
-            admin = path[: len(ADMIN_PREFIX)] == ADMIN_PREFIX
+            admin = path[:_ADMIN_PREFIX_LENGTH] == ADMIN_PREFIX
             resource = self._admin if admin else self._proxy
         result: bytes | int = resource.render(request)
         return result

@@ -177,11 +177,12 @@ def forwardedRequestHeaders(
     return forwarded
 
 
-def copyResponseHeaders(source: Headers, target: Headers) -> None:
+def copyResponseHeaders(source: Headers, target: Headers, cors: bool = False) -> None:
     """
     Copy a backend response's headers onto the client's response, minus the
-    hop-by-hop ones and minus empty values, and minus its CORS headers when
-    llmux's own CORS has set them (L{llmux.web.cors}).
+    hop-by-hop ones and minus empty values; with C{cors} (llmux's own CORS
+    is on, L{llmux.web.cors}), minus its C{Access-Control-*} headers, and
+    its C{Vary} added to llmux's.
 
     The agent has already taken C{Connection}, C{Content-Length},
     C{Transfer-Encoding} and the like out of C{source} (and with them the
@@ -189,8 +190,6 @@ def copyResponseHeaders(source: Headers, target: Headers) -> None:
     leaves an empty C{Content-Encoding} on every response that had none.
     """
     setRawHeaders = target.setRawHeaders
-    # Only llmux's CORS sets Vary before the backend answers.
-    cors = target.hasHeader(b"vary")
     for name, values in source.getAllRawHeaders():
         lower = name.lower()
         if lower in _HOP_BY_HOP:
@@ -341,6 +340,7 @@ class ProxyResource(Resource):
             metrics=self._metrics,
             metricModel=metricModel,
             withheld=_NOT_FORWARDED if key is None else _NOT_FORWARDED_WITH_KEY,
+            cors=settings.config.cors.origins != (),
             started=started,
             clock=self._clock,
             upstreamTimeout=settings.config.upstream_timeout_secs,
@@ -418,6 +418,9 @@ class _Exchange:
         C{request}.
     @ivar ended: whether the response has been finished or cut off.
     @ivar metricModel: the C{model} label its metrics carry.
+    @ivar withheld: the request headers not forwarded to the backend.
+    @ivar cors: whether llmux's CORS is on (the backend's own CORS headers
+        give way to llmux's).
     @ivar started: when the request arrived (L{time.monotonic}).
     @ivar clock: times the wait for the backend's response headers.
     @ivar upstreamTimeout: seconds the backend has to send its response
@@ -445,6 +448,7 @@ class _Exchange:
     metrics: Metrics
     metricModel: str
     withheld: frozenset[bytes]
+    cors: bool
     started: float
     clock: IReactorTime
     upstreamTimeout: float | None
@@ -543,7 +547,7 @@ class _Exchange:
             request.setResponseCode(code, response.phrase)
             headers = request.responseHeaders
             headers.removeHeader(b"server")
-            copyResponseHeaders(response.headers, headers)
+            copyResponseHeaders(response.headers, headers, self.cors)
             if (
                 isinstance(length, int)
                 and request.method != b"HEAD"

@@ -25,6 +25,7 @@ request, start-up cancelled out::
 from __future__ import annotations
 
 import cProfile
+import os
 import pstats
 import sys
 from collections import Counter
@@ -56,6 +57,12 @@ REQUEST = (
     % (len(BODY), BODY)
 )
 ANSWER = b'{"choices":[{"message":{"role":"assistant","content":"Hello."}}]}'
+#: The API key of the C{auth} variant, and its requests, which present it.
+KEY = "bench-key-0123456789abcdef"
+AUTH_REQUEST = REQUEST.replace(
+    b"Host: 127.0.0.1\r\n",
+    b"Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n" % KEY.encode(),
+)
 
 
 @implementer(IResponse)
@@ -128,6 +135,21 @@ def residencySite(agent: IAgent) -> Site:
     )
 
 
+def authSite(agent: IAgent) -> Site:
+    """
+    llmux's site with one model and one API key (issue 13), which every
+    request presents (L{AUTH_REQUEST}).
+    """
+    os.environ["LLMUX_BENCH_KEY"] = KEY
+    return _llmuxSite(
+        agent,
+        {
+            "models": {"bench": {"port": 9, **HOOKS}},
+            "auth": {"api_keys": [{"name": "bench", "key_env": "LLMUX_BENCH_KEY"}]},
+        },
+    )
+
+
 def _llmuxSite(agent: IAgent, data: dict[str, Any]) -> Site:
     from llmux.config import parseConfig
     from llmux.metrics import Metrics
@@ -161,10 +183,11 @@ def treqSite(agent: IAgent) -> Site:
     return treq_proxy.QuietSite(treq_proxy.MinimalProxy(agent, "http://127.0.0.1:9"))
 
 
-def serve(site: Site, requests: int) -> None:
+def serve(site: Site, requests: int, request: bytes = REQUEST) -> None:
     """
-    Send C{requests} requests over L{CONNECTIONS} keep-alive connections,
-    letting the reactor's timers run between rounds as it would.
+    Send C{requests} copies of C{request} over L{CONNECTIONS} keep-alive
+    connections, letting the reactor's timers run between rounds as it
+    would.
     """
     connections = []
     for i in range(CONNECTIONS):
@@ -174,7 +197,7 @@ def serve(site: Site, requests: int) -> None:
         connections.append((channel, transport))
     for i in range(requests):
         channel, transport = connections[i % CONNECTIONS]
-        channel.dataReceived(REQUEST)
+        channel.dataReceived(request)
         if i % CONNECTIONS == CONNECTIONS - 1:
             reactor.runUntilCurrent()
             answer = transport.value()
@@ -184,15 +207,17 @@ def serve(site: Site, requests: int) -> None:
         channel.connectionLost(Failure(ResponseDone()))
 
 
-def callsPerFunction(makeSite: Callable[[IAgent], Site]) -> tuple[float, Counter[str]]:
+def callsPerFunction(
+    makeSite: Callable[[IAgent], Site], request: bytes = REQUEST
+) -> tuple[float, Counter[str]]:
     """
     Calls per request, in total and by function, once warmed up.
     """
     site = makeSite(_InstantAgent())
-    serve(site, REQUESTS)
+    serve(site, REQUESTS, request)
     profile = cProfile.Profile()
     profile.enable()
-    serve(site, REQUESTS)
+    serve(site, REQUESTS, request)
     profile.disable()
     stats = pstats.Stats(profile)
     byFunction: Counter[str] = Counter()
@@ -217,6 +242,12 @@ def main() -> None:
         f"llmux, capacity:    {residentCalls:.0f} Python calls per request"
         f" ({residentCalls / treqCalls:.2f}x)"
     )
+    if _hasAuth():
+        authCalls, _ = callsPerFunction(authSite, AUTH_REQUEST)
+        print(
+            f"llmux, one API key: {authCalls:.0f} Python calls per request"
+            f" ({authCalls / treqCalls:.2f}x)"
+        )
     print("\ncalls per request, llmux minus the minimal proxy, largest first:")
     difference = Counter(llmuxByFunction)
     difference.subtract(treqByFunction)
@@ -224,11 +255,27 @@ def main() -> None:
         print(f"  {calls / REQUESTS:+6.1f}  {function}")
 
 
+def _hasAuth() -> bool:
+    """
+    Whether the llmux tree measured has keys (issue 13).
+    """
+    try:
+        import llmux.accessconfig  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        makeSite = {"llmux": llmuxSite, "capacity": residencySite, "treq": treqSite}[
-            sys.argv[2]
-        ]
-        serve(makeSite(_InstantAgent()), int(sys.argv[3]))
+        variant = sys.argv[2]
+        makeSite = {
+            "llmux": llmuxSite,
+            "capacity": residencySite,
+            "auth": authSite,
+            "treq": treqSite,
+        }[variant]
+        request = AUTH_REQUEST if variant == "auth" else REQUEST
+        serve(makeSite(_InstantAgent()), int(sys.argv[3]), request)
     else:
         main()

@@ -135,6 +135,8 @@ class Metrics:
             ["model", "hook"],
             registry=registry,
         )
+        # The label child of each key, looked up once.
+        self._keySeries: dict[str, Any] = {}
         self._byKey = Counter(
             "llmux_requests_by_key_total",
             "Proxied requests, by the name of the API key they were made with"
@@ -225,7 +227,10 @@ class Metrics:
         """
         A proxied request was made with the API key named C{key}.
         """
-        self._byKey.labels(key).inc()
+        series = self._keySeries.get(key)
+        if series is None:
+            series = self._keySeries[key] = self._byKey.labels(key)
+        series.inc()
 
     def backendFailed(self, model: str) -> None:
         """

@@ -50,7 +50,8 @@ def upstreamTarget(uri: bytes, names: Container[str]) -> tuple[str, str]:
         raise BadUpstreamPath(400, "Bad upstream path: not ASCII") from None
     path, mark, query = target.partition("?")
     segments = path.split("/")
-    if any(unquote(s) in (".", "..") for s in segments):
+    # A decoded segment may hold encoded slashes: check what it splits into.
+    if any(p in (".", "..") for s in segments for p in unquote(s).split("/")):
         raise BadUpstreamPath(400, "Bad upstream path: '.' and '..' are not allowed")
     for count in range(len(segments), 0, -1):
         model = unquote("/".join(segments[:count]))

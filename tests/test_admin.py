@@ -220,8 +220,9 @@ class ReloadTests(TestCase):
     async def test_reload(self) -> None:
         """
         Removed, changed, added and unchanged models each get SPEC's
-        treatment, with a stream on the unchanged model undisturbed: no hook
-        runs for it.
+        treatment; a stream on each model that stays, changes or leaves
+        finishes undisturbed (the changed and removed ones are drained
+        before they sleep); no hook runs for the unchanged model.
         """
         h = self.h
         base = h.startFile(
@@ -238,6 +239,8 @@ class ReloadTests(TestCase):
             self.assertEqual((await h.chat(base, name))["model"], name)
         # With capacity 3 and one unit each, all three are awake.
         stream = await h.stream(base, "A")
+        changing = await h.stream(base, "C")
+        leaving = await h.stream(base, "B")
         h.write(
             {
                 "models": {
@@ -254,8 +257,9 @@ class ReloadTests(TestCase):
             {k: report[k] for k in ("added", "removed", "changed", "unchanged")},
             {"added": ["D"], "removed": ["B"], "changed": ["C"], "unchanged": ["A"]},
         )
-        await stream.done
-        self.assertTrue(stream.complete)
+        for inFlight in (stream, changing, leaving):
+            await inFlight.done
+            self.assertTrue(inFlight.complete)
         response = await h.post(base + "/v1/chat/completions", {"model": "B"})
         self.assertEqual(response.code, 404)
         await response.content()

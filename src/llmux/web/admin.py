@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -118,8 +118,7 @@ class AdminResource(Resource):
             done = switcher.unloadModel(model)
         else:
             switcher.pin(model, action == "pin")
-            done = Deferred()
-            done.callback(_stateOf(switcher, model))
+            done = succeed(_stateOf(switcher, model))
 
         def answer(state: ModelState) -> dict[str, Any]:
             return {"model": model, "action": action, "state": state.value}

@@ -75,12 +75,14 @@ class AdminResource(Resource):
             return renderDenied(request, denied)
         who = "local" if key is None else key.name
         if request.path == RELOAD_PATH:
-            return self._answer(request, who, "reload", None, self._reload())
+            return self._answer(request, who, "reload", None, self._reload)
         found = self._action(request)
         if isinstance(found, bytes):
             return found
         model, action = found
-        return self._answer(request, who, action, model, self._run(model, action))
+        return self._answer(
+            request, who, action, model, lambda: self._run(model, action)
+        )
 
     def _action(self, request: Request) -> tuple[str, str] | bytes:
         """
@@ -131,10 +133,11 @@ class AdminResource(Resource):
         who: str,
         action: str,
         model: str | None,
-        done: Deferred[dict[str, Any]],
+        act: Callable[[], Deferred[dict[str, Any]]],
     ) -> int:
         """
-        Log the action, and answer C{request} with its outcome as JSON.
+        Log the action, do it, and answer C{request} with its outcome as
+        JSON.
         """
         _log.info(
             "admin {action}{on} by {by}",
@@ -170,7 +173,7 @@ class AdminResource(Resource):
                 return
             writeError(request, status, str(error))
 
-        done.addCallbacks(succeeded, failed)
+        act().addCallbacks(succeeded, failed)
         return NOT_DONE_YET
 
 

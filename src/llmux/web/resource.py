@@ -2,8 +2,9 @@
 """
 The root of llmux's web tree, its own endpoints, and the L{Site} serving them.
 
-llmux answers four paths itself: C{/v1/models}, C{/health}, C{/metrics} and
-C{/llmux/status}.
+llmux answers these paths itself: C{/v1/models}, C{/health}, C{/metrics},
+C{/llmux/status}, C{/llmux/events} (L{llmux.web.events}) and the admin API
+under C{/llmux/models/} and C{/llmux/reload} (L{llmux.web.admin}).
 Every other request, whatever its method and path, goes to the proxy leaf
 with its request target untouched. So the root does not use twisted.web's
 segment-by-segment traversal: it is a leaf that looks the exact request path
@@ -27,6 +28,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import globalLogPublisher
 from twisted.web.http import Request as HTTPRequest
 from twisted.web.iweb import IAgent
 from twisted.web.resource import IResource, Resource
@@ -45,6 +47,7 @@ from llmux.web.admin import ADMIN_PREFIX, RELOAD_PATH, AdminResource, Reloader
 from llmux.web.auth import Denied, readAccess, renderDenied
 from llmux.web.cors import CorsResource
 from llmux.web.errors import MethodNotAllowed
+from llmux.web.events import EventHub, EventsResource
 from llmux.web.limits import (
     LlmuxChannel,
     LlmuxRequest,
@@ -188,13 +191,18 @@ class StatusResource(_ReadOnlyEndpoint):
 
     def renderGet(self, request: Request) -> bytes:
         readAccess(self._settings.config.auth, request)
-        status = {
+        request.setHeader(b"Content-Type", _JSON)
+        return json.dumps(self.document()).encode("utf-8")
+
+    def document(self) -> dict[str, Any]:
+        """
+        The status document (also the first event of C{/llmux/events}).
+        """
+        return {
             **self._switcher.status(),
             "uptime_secs": self._clock.seconds() - self._started,
             "version": __version__.public(),
         }
-        request.setHeader(b"Content-Type", _JSON)
-        return json.dumps(status).encode("utf-8")
 
 
 _ADMIN_PREFIX_LENGTH = len(ADMIN_PREFIX)
@@ -256,8 +264,11 @@ def buildRoot(
         b"/v1/models": ModelsResource(switcher, settings),
         b"/health": HealthResource(),
         b"/metrics": MetricsResource(metrics.registry, settings),
-        b"/llmux/status": StatusResource(switcher, clock, settings),
     }
+    status = StatusResource(switcher, clock, settings)
+    routes[b"/llmux/status"] = status
+    hub = EventHub(globalLogPublisher, clock)
+    routes[b"/llmux/events"] = EventsResource(hub, settings, status.document)
     admin = AdminResource(switcher, settings, reload or _noReload)
     routes[RELOAD_PATH] = admin
     proxy = ProxyResource(switcher, settings, agent, metrics, clock, health)

@@ -74,9 +74,12 @@ class Reloader:
         # (its waiters are refused), an added one is known, a changed one
         # waits for its restart.
         self._swap(config)
-        report: dict[str, Any] = await self.switcher.reconfigure(
+        report: dict[str, Any] | None = await self.switcher.reconfigure(
             config, policy, eviction
         )
+        if report is None:
+            # Shutdown began first: no exclusive work runs any more.
+            raise ConfigError(None, "llmux is shutting down", self.path)
         notes = []
         if config.port != old.port:
             notes.append(f"port {config.port}: restart llmux to listen there")

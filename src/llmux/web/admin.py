@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from llmux.configvalues import ConfigError
-from llmux.errors import LlmuxError
+from llmux.errors import LlmuxError, ModelNotReady
 from llmux.interfaces import ISwitcher, ModelState
 from llmux.logs import observer
 from llmux.settings import Settings
@@ -122,7 +122,10 @@ class AdminResource(Resource):
             switcher.pin(model, action == "pin")
             done = succeed(_stateOf(switcher, model))
 
-        def answer(state: ModelState) -> dict[str, Any]:
+        def answer(state: ModelState | None) -> dict[str, Any]:
+            if state is None:
+                # Shutdown began first: exclusive work no longer runs.
+                raise ModelNotReady(model, "llmux is shutting down")
             return {"model": model, "action": action, "state": state.value}
 
         return done.addCallback(answer)

@@ -19,7 +19,10 @@ setup(
     package_dir={"": "src"},
     # twisted/plugins has no __init__.py by design, so find_packages cannot see it.
     packages=find_packages("src") + ["twisted.plugins"],
-    package_data={"llmux": ["py.typed"]},
+    package_data={
+        "llmux": ["py.typed"],
+        "llmux.web": ["ui/index.html", "ui/dashboard.js", "ui/dashboard.css"],
+    },
     install_requires=[
         # 25.5 added Site(parsePOSTFormSubmission=...). These lower bounds were
         # checked together: the suite passes on exactly these versions.
@@ -39,6 +42,9 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6.100",
             "openai>=1.30",
+            # The dashboard's browser tests (with Debian's chromium and
+            # chromium-driver; skipped without them).
+            "selenium>=4.10",
         ],
         "lint": [
             "ruff>=0.6",

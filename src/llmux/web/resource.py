@@ -3,8 +3,10 @@
 The root of llmux's web tree, its own endpoints, and the L{Site} serving them.
 
 llmux answers these paths itself: C{/v1/models}, C{/health}, C{/metrics},
-C{/llmux/status}, C{/llmux/events} (L{llmux.web.events}) and the admin API
-under C{/llmux/models/} and C{/llmux/reload} (L{llmux.web.admin}).
+C{/llmux/status}, C{/llmux/events} (L{llmux.web.events}), the dashboard at
+C{/llmux/ui} with its C{/llmux/ui/dashboard.js} and C{/llmux/ui/dashboard.css}
+(L{llmux.web.ui}), and the admin API under C{/llmux/models/} and
+C{/llmux/reload} (L{llmux.web.admin}).
 Every other request, whatever its method and path, goes to the proxy leaf
 with its request target untouched. So the root does not use twisted.web's
 segment-by-segment traversal: it is a leaf that looks the exact request path
@@ -54,6 +56,7 @@ from llmux.web.limits import (
     RequestLimits,
 )
 from llmux.web.proxy import ProxyResource
+from llmux.web.ui import UI_PATHS, UiResource
 
 __all__ = [
     "HealthResource",
@@ -269,6 +272,9 @@ def buildRoot(
     routes[b"/llmux/status"] = status
     hub = EventHub(globalLogPublisher, clock)
     routes[b"/llmux/events"] = EventsResource(hub, settings, status.document)
+    ui = UiResource()
+    for path in UI_PATHS:
+        routes[path] = ui
     admin = AdminResource(switcher, settings, reload or _noReload)
     routes[RELOAD_PATH] = admin
     proxy = ProxyResource(switcher, settings, agent, metrics, clock, health)

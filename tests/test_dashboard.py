@@ -247,15 +247,33 @@ class BrowserTests(TestCase):
         self.port = freePort()
         self.services: list[LlmuxService] = []
 
-    def startService(self, models: list[str]) -> str:
+    def startService(
+        self,
+        models: list[str],
+        capacity: dict[str, float] | None = None,
+        wake: str = "",
+    ) -> str:
+        """
+        Start llmux on C{self.port}; with C{capacity}, each model takes 40
+        units of its first pool; C{wake} is extra shell code for the wake
+        hooks.
+        """
         h = self.h
+        settings: dict[str, Any] = {}
+        if capacity:
+            settings["capacity"] = capacity
+        first = next(iter(capacity or {"gpu0": 0}))
         config = parseConfig(
             {
                 "models": {
-                    name: h.recordingModel(h.backend(name, chunkDelay=0.01))
+                    name: {
+                        **h.recordingModel(h.backend(name, chunkDelay=0.01), wake=wake),
+                        **({"resources": [{first: 40}]} if capacity else {}),
+                    }
                     for name in models
                 },
                 "policy": {},
+                **settings,
             },
             h.directory.path,
         )
@@ -318,18 +336,6 @@ class BrowserTests(TestCase):
             await self.inBrowser(browser.marks, "model_evicted", "alpha"), 1
         )
 
-        if os.environ.get("LLMUX_SCREENSHOT") == "1":
-            await h.chat(base, "alpha")
-            await self.inBrowser(
-                browser.wait, lambda d: browser.state("alpha") == "awake", 2
-            )
-            await h.chat(base, "beta")
-            await self.inBrowser(
-                browser.wait, lambda d: browser.state("beta") == "awake", 2
-            )
-            path = ROOT.descendant(["docs", "dashboard.png"]).path
-            await self.inBrowser(browser.driver.save_screenshot, path)
-
         # The sleep button, with no admin key configured: a local client.
         await self.inBrowser(browser.click, "beta", "sleep")
         await self.inBrowser(
@@ -347,7 +353,13 @@ class BrowserTests(TestCase):
             if isinstance(reader, tcp.Server) and reader.server is listening:
                 reader.abortConnection()
         await self.inBrowser(browser.wait, lambda d: browser.connection() != "live", 10)
-        self.startService(["alpha", "beta", "gamma"])
+        screenshot = os.environ.get("LLMUX_SCREENSHOT") == "1"
+        self.startService(
+            ["alpha", "beta", "gamma"],
+            {"gpu0": 80},
+            # Wakes that take a while, for a timeline worth a picture.
+            wake="sleep 0.5" if screenshot else "",
+        )
         await self.inBrowser(
             browser.wait,
             lambda d: "gamma" in browser.states() and browser.connection() == "live",
@@ -360,3 +372,21 @@ class BrowserTests(TestCase):
         self.assertGreaterEqual(
             await self.inBrowser(browser.marks, "model_activated", "gamma"), 1
         )
+
+        # Two of three fit: capacity bars.
+        await h.chat(base, "alpha")
+        await self.inBrowser(
+            browser.wait,
+            lambda d: (
+                browser.script("return document.querySelectorAll('#pools .seg').length")
+                == 2
+            ),
+            2,
+        )
+        if screenshot:
+            for model in ("beta", "gamma", "alpha", "beta", "alpha"):
+                await deferLater(reactor, 2)
+                await h.chat(base, model)
+            await deferLater(reactor, 1.5)
+            path = ROOT.descendant(["docs", "dashboard.png"]).path
+            await self.inBrowser(browser.driver.save_screenshot, path)

@@ -278,14 +278,29 @@
     }
   }
 
+  // The window: the last 15 minutes, or less while the page has seen less
+  // (at least half a minute), so a fresh page shows its first switches legibly.
+  function windowSecs(now) {
+    let first = now;
+    for (const list of state.history.values()) if (list.length) first = Math.min(first, list[0].t);
+    for (const mark of state.marks) first = Math.min(first, mark.t);
+    return Math.min(WINDOW_SECS, Math.max(30, (now - first) * 1.1));
+  }
+
+  function tickStep(span) {
+    for (const step of [10, 15, 30, 60, 120, 180, 300]) if (span / step <= 6) return step;
+    return 300;
+  }
+
   function renderTimeline() {
     const now = serverNow();
-    const start = now - WINDOW_SECS;
+    const windowLength = windowSecs(now);
+    const start = now - windowLength;
     const span = T.width - T.left - T.right;
-    const x = (t) => T.left + span * (Math.max(t, start) - start) / WINDOW_SECS;
+    const x = (t) => T.left + span * (Math.max(t, start) - start) / windowLength;
     const height = T.top + state.models.length * (T.lane + T.gap) + T.axis + 18;
     const root = svg("svg", { viewBox: "0 0 " + T.width + " " + height, width: "100%",
-      role: "img", "aria-label": "timeline of the last 15 minutes" });
+      role: "img", "aria-label": "timeline of the last " + Math.round(windowLength) + " seconds" });
     state.models.forEach((model, i) => {
       const y = T.top + i * (T.lane + T.gap);
       svg("rect", { x: T.left, y: y, width: span, height: T.lane, fill: "#f2f2f2" }, root);
@@ -317,11 +332,13 @@
     }
     const axisY = T.top + state.models.length * (T.lane + T.gap) + 4;
     svg("line", { x1: T.left, x2: T.left + span, y1: axisY, y2: axisY, stroke: "#999" }, root);
-    for (let m = 15; m >= 0; m -= 3) {
-      const tx = T.left + span * (WINDOW_SECS - m * 60) / WINDOW_SECS;
+    const step = tickStep(windowLength);
+    for (let ago = 0; ago <= windowLength + 0.001; ago += step) {
+      const tx = T.left + span * (windowLength - ago) / windowLength;
       svg("line", { x1: tx, x2: tx, y1: axisY, y2: axisY + 4, stroke: "#999" }, root);
-      svg("text", { x: tx, y: axisY + 16, "text-anchor": "middle", class: "axis" }, root)
-        .textContent = m === 0 ? "now" : "−" + m + " min";
+      const text = ago === 0 ? "now" : "−" + (ago < 60 ? ago + " s" : ago / 60 + " min");
+      svg("text", { x: tx, y: axisY + 16, "text-anchor": ago === 0 ? "end" : "middle",
+        class: "axis" }, root).textContent = text;
     }
     const legend = [["serving or awake", PALETTE[0], 1], ["draining", PALETTE[0], 0.5],
       ["waking / going to sleep", SWITCHING, 1], ["failed", FAILED, 1]];

@@ -31,6 +31,8 @@ from .helpers import freePort
 from .test_e2e import ROOT, Harness
 
 T = TypeVar("T")
+ADMIN = "admin-secret-0123456789"
+TEAM = "team-secret-0123456789"
 
 INSTALL = (
     "the dashboard's browser tests need selenium (pip install '.[test]') and"
@@ -227,6 +229,27 @@ class Browser:
             )
         )
 
+    def notice(self) -> str:
+        text: str = self.script("return document.getElementById('notice').textContent;")
+        return text
+
+    def adminShown(self) -> bool:
+        shown: bool = self.script(
+            "return document.body.classList.contains('admin')"
+            " && document.getElementById('reload').offsetParent !== null;"
+        )
+        return shown
+
+    def enterKey(self, key: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        field = self.driver.find_element(By.ID, "key")
+        field.clear()
+        field.send_keys(key)
+        self.driver.find_element(
+            By.CSS_SELECTOR, "#key-form button[type=submit]"
+        ).click()
+
     def connection(self) -> str:
         text: str = self.script(
             "return document.getElementById('connection').textContent;"
@@ -252,16 +275,19 @@ class BrowserTests(TestCase):
         models: list[str],
         capacity: dict[str, float] | None = None,
         wake: str = "",
+        auth: dict[str, Any] | None = None,
     ) -> str:
         """
         Start llmux on C{self.port}; with C{capacity}, each model takes 40
         units of its first pool; C{wake} is extra shell code for the wake
-        hooks.
+        hooks; C{auth} the C{auth} table.
         """
         h = self.h
         settings: dict[str, Any] = {}
         if capacity:
             settings["capacity"] = capacity
+        if auth:
+            settings["auth"] = auth
         first = next(iter(capacity or {"gpu0": 0}))
         config = parseConfig(
             {
@@ -288,6 +314,11 @@ class BrowserTests(TestCase):
         self.addCleanup(service.stopService)
         return f"http://127.0.0.1:{self.port}"
 
+    async def quit(self, browser: Browser) -> None:
+        await deferToThread(browser.driver.quit)
+        # Let the server see the streams close before the reactor check.
+        await deferLater(reactor, 0.3)
+
     async def inBrowser(self, f: Callable[..., T], *args: Any) -> T:
         result: T = await deferToThread(f, *args)
         return result
@@ -301,13 +332,7 @@ class BrowserTests(TestCase):
         h = self.h
         base = self.startService(["alpha", "beta"])
         browser = await self.inBrowser(Browser, self.chromium, self.driverPath)
-
-        async def quit() -> None:
-            await deferToThread(browser.driver.quit)
-            # Let the server see the streams close before the reactor check.
-            await deferLater(reactor, 0.3)
-
-        self.addCleanup(quit)
+        self.addCleanup(self.quit, browser)
         await self.inBrowser(browser.driver.get, base + "/llmux/ui")
         states = await self.inBrowser(
             browser.wait, lambda d: len(browser.states()) == 2 and browser.states()
@@ -390,3 +415,53 @@ class BrowserTests(TestCase):
             await deferLater(reactor, 1.5)
             path = ROOT.descendant(["docs", "dashboard.png"]).path
             await self.inBrowser(browser.driver.save_screenshot, path)
+
+    async def test_keys(self) -> None:
+        """
+        With keys configured, the page asks for one; an API key shows the
+        models but no admin buttons; an admin key shows them, and they work.
+        """
+        self.patch(os, "environ", {**os.environ, "ADMIN_KEY": ADMIN, "TEAM_KEY": TEAM})
+        base = self.startService(
+            ["alpha", "beta"],
+            auth={
+                "admin_keys": [{"name": "ops", "key_env": "ADMIN_KEY"}],
+                "api_keys": [{"name": "team", "key_env": "TEAM_KEY"}],
+            },
+        )
+        browser = await self.inBrowser(Browser, self.chromium, self.driverPath)
+        self.addCleanup(self.quit, browser)
+        await self.inBrowser(browser.driver.get, base + "/llmux/ui")
+        await self.inBrowser(
+            browser.wait, lambda d: "Missing API key" in browser.notice()
+        )
+        self.assertEqual(await self.inBrowser(browser.states), {})
+
+        await self.inBrowser(browser.enterKey, TEAM)
+        await self.inBrowser(
+            browser.wait,
+            lambda d: (
+                browser.states() == {"alpha": "asleep", "beta": "asleep"}
+                and browser.connection() == "live"
+                and "not an admin key"
+                in browser.script(
+                    "return document.getElementById('admin-hint').textContent"
+                )
+            ),
+        )
+        self.assertFalse(await self.inBrowser(browser.adminShown))
+
+        await self.inBrowser(browser.enterKey, ADMIN)
+        await self.inBrowser(browser.wait, lambda d: browser.adminShown())
+        await self.inBrowser(browser.click, "alpha", "pin")
+        await self.inBrowser(
+            browser.wait,
+            lambda d: (
+                "pinned"
+                in browser.script(
+                    "return document.querySelector("
+                    "\"tr[data-model='alpha'] td.pin\").textContent"
+                )
+            ),
+            5,
+        )

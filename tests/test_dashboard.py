@@ -46,8 +46,8 @@ class UiResourceTests(SynchronousTestCase):
     L{UiResource} serves its three files by exact path and nothing else.
     """
 
-    def render(self, path: bytes, method: bytes = b"GET") -> tuple[DummyRequest, bytes]:
-        request = DummyRequest([])
+    def render(self, path: bytes, method: bytes = b"GET") -> tuple[Any, bytes]:
+        request: Any = DummyRequest([])
         request.path = path
         request.method = method
         body = UiResource().render(request)
@@ -68,8 +68,8 @@ class UiResourceTests(SynchronousTestCase):
         for path, (contentType, start) in expected.items():
             request, body = self.render(path)
             self.assertEqual(request.responseCode, None)
-            [header] = request.responseHeaders.getRawHeaders(b"content-type")
-            self.assertEqual(header, contentType + b"; charset=utf-8")
+            headers = request.responseHeaders.getRawHeaders(b"content-type")
+            self.assertEqual(headers, [contentType + b"; charset=utf-8"])
             self.assertTrue(body.startswith(start), path)
 
     def test_notFound(self) -> None:
@@ -85,8 +85,8 @@ class UiResourceTests(SynchronousTestCase):
         ):
             request, body = self.render(path)
             self.assertEqual(request.responseCode, 404, path)
-            [header] = request.responseHeaders.getRawHeaders(b"content-type")
-            self.assertEqual(header, b"application/json")
+            headers = request.responseHeaders.getRawHeaders(b"content-type")
+            self.assertEqual(headers, [b"application/json"])
             self.assertIn(b'"Not found"', body)
 
     def test_methods(self) -> None:

@@ -31,6 +31,9 @@
     "model_evicted", "model_unloaded", "model_dead", "switch_failed",
     "model_adopted"]);
 
+  // Events that say nothing about the models' states.
+  const QUIET = new Set(["backend_output", "hook_output"]);
+
   const $ = (id) => document.getElementById(id);
   const state = {
     status: null,
@@ -140,6 +143,10 @@
   function renderModels() {
     const doc = state.status;
     const body = $("models").tBodies[0];
+    // Redraw only on a change, so a button is not replaced under a click.
+    const shown = JSON.stringify(state.models.map((name) => [name, doc.models[name]]));
+    if (shown === body.dataset.shown) return;
+    body.dataset.shown = shown;
     body.textContent = "";
     for (const name of state.models) {
       const m = doc.models[name];
@@ -402,9 +409,12 @@
       return;
     }
     const now = Date.now() / 1000;
-    let t = typeof data.time === "number" ? data.time : now + state.skew;
+    const t = typeof data.time === "number" ? data.time : now + state.skew;
     if (typeof data.time === "number") state.skew = data.time - now;
-    addEventRow(name, data, t);
+    // Debug events (routine alive checks, hook output) and a managed
+    // server's output lines would bury the rest; they change no state.
+    const chatter = data.level === "debug" || QUIET.has(name);
+    if (!chatter) addEventRow(name, data, t);
     if (name === "switch_started") {
       if (data.to) {
         noteState(data.to, "waking", t);
@@ -416,6 +426,7 @@
     if (MARKED.has(name) && name !== "switch_started" && data.model) {
       state.marks.push({ t: t, event: name, model: data.model, text: data.message || name });
     }
+    if (chatter) return;
     if (state.status) renderTimeline();
     refetchSoon();
   }

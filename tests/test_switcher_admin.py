@@ -10,7 +10,7 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from llmux.config import Config, ModelConfig
-from llmux.errors import NoUnloadHook
+from llmux.errors import CannotPin, NoUnloadHook
 from llmux.interfaces import ModelState
 from llmux.policies.fifo import FifoPolicy
 from llmux.policies.lru import LruEviction
@@ -86,6 +86,20 @@ class AdminTests(SynchronousTestCase):
         h.switcher.pin("A", False)
         self.assertFalse({v.name: v.pinned for v in h.switcher.views()}["A"])
 
+    def test_pinsMustFit(self) -> None:
+        """
+        Without a capacity table one model is awake at a time: a second pin
+        is refused, saying why.
+        """
+        h = Harness()
+        h.switcher.pin("A", True)
+        with self.assertRaises(CannotPin) as caught:
+            h.switcher.pin("B", True)
+        self.assertIn(
+            "cannot be awake together with pinned model(s) A", str(caught.exception)
+        )
+        self.assertFalse({v.name: v.pinned for v in h.switcher.views()}["B"])
+
     def test_shutdown(self) -> None:
         """
         After shutdown began, admin work does not run: it answers None.
@@ -129,6 +143,26 @@ class ReconfigureTests(SynchronousTestCase):
         self.assertEqual(h.hooks.calls[-1].config.wake, "new wake A")
         h.hooks.finishNext("A", "wake")
         self.assertIsNotNone(again.slot)
+
+    def test_changedModelWaiters(self) -> None:
+        """
+        A request queued on a model that a reload changes (here: waiting
+        for a free slot) is served once the model wakes with its new hooks.
+        """
+        limited = attrs.evolve(makeConfig("A", "B").models[0], max_in_flight=1)
+        h = Harness(config={"models": (limited, makeConfig("A", "B").models[1])})
+        slot = h.activate("A")
+        queued = h.acquire("A")
+        changed = attrs.evolve(limited, wake="new wake A")
+        config = attrs.evolve(h.config, models=(changed, h.config.models[1]))
+        done = self.reconfigure(h, config)
+        slot.release()
+        self.assertIsNone(queued.slot)
+        h.hooks.finishNext("A", "sleep")
+        self.successResultOf(done)  # type: ignore[arg-type]
+        self.assertEqual(h.hooks.calls[-1].config.wake, "new wake A")  # type: ignore[union-attr]
+        h.hooks.finishNext("A", "wake")
+        self.assertIsNotNone(queued.slot)
 
     def test_capacityChanged(self) -> None:
         """

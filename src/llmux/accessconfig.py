@@ -57,6 +57,12 @@ class AuthConfig:
     admin_keys: tuple[Key, ...] = ()
     api_keys: tuple[Key, ...] = ()
     protect_metrics: bool = False
+    #: Whether any key is configured: then llmux consumes the key headers.
+    keyed: bool = attrs.field(init=False)
+
+    @keyed.default
+    def _keyed(self) -> bool:
+        return bool(self.admin_keys or self.api_keys)
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ __all__ = [
     "LlmuxError",
     "ModelCannotFit",
     "ModelNotFound",
+    "CannotPin",
     "ModelNotReady",
     "NoUnloadHook",
     "RequestTimedOut",
@@ -104,4 +105,15 @@ class NoUnloadHook(LlmuxError):
 
     def __init__(self, model: str):
         super().__init__(f"Model {model} has no unload hook")
+        self.model = model
+
+
+class CannotPin(LlmuxError):
+    """
+    A pin was asked that would leave pinned models unable to be awake
+    together (a 409).
+    """
+
+    def __init__(self, model: str, why: str):
+        super().__init__(f"Cannot pin {model}: {why}")
         self.model = model

@@ -690,7 +690,10 @@ class ISwitcher(Interface):
     def pin(model: str, pinned: bool) -> None:
         """
         Pin C{model} (it is never evicted to make room for another) or
-        unpin it, until llmux restarts or a reload changes the model.
+        unpin it, until llmux restarts or a reload changes its C{pin}.
+
+        @raise llmux.errors.CannotPin: if the pinned models could then not
+            all be awake at once.
         """
 
     def markDead(model: str, reason: str) -> Deferred[None]:

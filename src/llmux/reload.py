@@ -82,7 +82,10 @@ class Reloader:
             raise ConfigError(None, "llmux is shutting down", self.path)
         notes = []
         if config.port != old.port:
-            notes.append(f"port {config.port}: restart llmux to listen there")
+            notes.append(
+                "port: read at start-up only; llmux listens where it started"
+                " (restart llmux to apply it)"
+            )
         return {**report, "notes": notes}
 
     def _read(self) -> tuple[Config, Any, Any]:

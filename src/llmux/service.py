@@ -51,7 +51,7 @@ class LlmuxService(Service):
 
     def __init__(
         self,
-        config: Config,
+        settings: Settings,
         switcher: ISwitcher,
         liveness: Liveness,
         pool: HTTPConnectionPool,
@@ -64,6 +64,7 @@ class LlmuxService(Service):
         reload: Reloader | None = None,
     ) -> None:
         """
+        @param settings: the configuration in force, which a reload swaps.
         @param metrics: the service's metrics; it times full garbage
             collections while it runs.
         @param logObserver: where the log should go, if not where twistd
@@ -76,7 +77,7 @@ class LlmuxService(Service):
         @param reload: reloads the config file; run on SIGHUP while the
             service runs.
         """
-        self.config = config
+        self.settings = settings
         self.switcher = switcher
         self.liveness = liveness
         self.pool = pool
@@ -89,6 +90,13 @@ class LlmuxService(Service):
         self.reload = reload
         self._hangup: Any = None
         self.port: IListeningPort | None = None
+
+    @property
+    def config(self) -> Config:
+        """
+        The configuration in force (a reload changes it).
+        """
+        return self.settings.config
 
     def setServiceParent(self, parent: Any) -> None:
         """
@@ -232,7 +240,7 @@ def makeLlmuxService(
             Reloader(source, policyName, switcher, settings, hooks, liveness, site)
         )
     return LlmuxService(
-        config,
+        settings,
         switcher,
         liveness,
         pool,

@@ -122,9 +122,11 @@ class Resident:
         Take a reloaded config that runs the model as before (same port,
         hooks and resources): its other settings apply from now on.
         """
+        if config.pin != self.config.pin:
+            # The file's pin changed: it wins over one set by the admin API.
+            self.pinned = config.pin
         self.config = config
         self.limit = _limitOf(config)
-        self.pinned = config.pin
 
     @property
     def name(self) -> str:

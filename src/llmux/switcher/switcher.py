@@ -53,9 +53,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..config import Config, ModelConfig
+from ..config import Config, ConfigError, ModelConfig, checkResidency
 from ..cost import IDLE, CostTracker
 from ..errors import (
+    CannotPin,
     ModelCannotFit,
     ModelNotFound,
     ModelNotReady,
@@ -1166,6 +1167,11 @@ class Switcher(SwitcherViews):
             self._ledger.hold(name, fresh.holdingIn(fresh.state))
         for name in report["unchanged"]:
             self._models[name].takeSettings(new[name])
+        for name in report["changed"]:
+            if self._models[name].waiters:
+                # Their requests still want them: ask for a wake, which
+                # starts once this reload is over.
+                self._consult(self._models[name])
         self._models = {name: self._models[name] for name in new}
         self._order = config.modelNames
         self._maxQueue = config.policy.max_queue
@@ -1185,7 +1191,7 @@ class Switcher(SwitcherViews):
         drained if up, then unloaded if it has an C{unload} hook (it holds
         nothing after), or left asleep.
         """
-        await self._adminSleep(state)
+        await self._adminSleep(state, "reload")
         if state.config.unload is not None and state.state in (ASLEEP, FAILED):
             await self._unload(state, "reload")
 
@@ -1208,12 +1214,12 @@ class Switcher(SwitcherViews):
         state = self._models[model]
         return self.exclusively(lambda: self._adminSleep(state))
 
-    async def _adminSleep(self, state: Resident) -> ModelState:
+    async def _adminSleep(self, state: Resident, reason: str = "admin") -> ModelState:
         if state.state in UP:
             if state.state is AWAKE:
                 state.enter(DRAINING)
             await self._boundedDrain(self._drained(state), state, "sleep")
-            await self._sleep(state, "admin", None)
+            await self._sleep(state, reason, None)
         elif state.state in (WAKING, SLEEPING, UNLOADING) or state.name in self._chores:
             await state.untilSettled()
         return state.state
@@ -1240,6 +1246,8 @@ class Switcher(SwitcherViews):
         state = self._models[model]
         if state.pinned == pinned:
             return
+        if pinned:
+            self._checkPinnable(model)
         state.pinned = pinned
         self.log.info(
             "{model} {what}",
@@ -1248,6 +1256,23 @@ class Switcher(SwitcherViews):
             what="pinned" if pinned else "unpinned",
         )
         self._dispatch()
+
+    def _checkPinnable(self, model: str) -> None:
+        """
+        Whether C{model} can be pinned: every pinned model must be able to
+        be awake at once, as the config requires of its own pins.
+
+        @raise CannotPin: if not, saying why.
+        """
+        models = tuple(
+            attrs.evolve(m.config, pin=m.pinned or m.name == model)
+            for m in self._models.values()
+        )
+        try:
+            capacity = self._ledger.capacity if self._declared else None
+            checkResidency(models, capacity)
+        except ConfigError as e:
+            raise CannotPin(model, e.message) from None
 
     def markDead(self, model: str, reason: str) -> Deferred[None]:
         """

@@ -12,11 +12,12 @@ C{admin_action} event naming who asked (the key's name, or C{local}).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -119,7 +120,10 @@ class AdminResource(Resource):
         elif action == "unload":
             done = switcher.unloadModel(model)
         else:
-            switcher.pin(model, action == "pin")
+            try:
+                switcher.pin(model, action == "pin")
+            except LlmuxError as e:
+                return fail(e)
             done = succeed(_stateOf(switcher, model))
 
         def answer(state: ModelState | None) -> dict[str, Any]:
@@ -174,6 +178,9 @@ class AdminResource(Resource):
                 _log.failure("admin {action} failed", failure, action=action)
                 writeError(request, 500, INTERNAL_ERROR)
                 return
+            retryAfter = getattr(error, "retryAfterSecs", None)
+            if retryAfter is not None:
+                request.setHeader(b"Retry-After", b"%d" % (math.ceil(retryAfter),))
             writeError(request, status, str(error))
 
         act().addCallbacks(succeeded, failed)

@@ -127,12 +127,12 @@ def apiKey(auth: AuthConfig, request: Request) -> Key | None:
 
 def readAccess(auth: AuthConfig, request: Request) -> Key | None:
     """
-    Who may read llmux's own endpoints: anyone while no key is configured,
-    else any valid key.
+    Who may read llmux's own endpoints: anyone while no API key is
+    configured (as for proxied requests), else any valid key.
 
     @raise Denied: 401 without a valid key.
     """
-    if not (auth.api_keys or auth.admin_keys):
+    if not auth.api_keys:
         return None
     return _valid(auth, request)
 
@@ -180,7 +180,7 @@ def scopeDenied(key: Key | None, model: str) -> Denied | None:
     """
     if key is None or key.allows(model):
         return None
-    return Denied(403, f"Key {key.name!r} may not use model {model!r}")
+    return Denied(403, f"Key {key.name!r} may not use model {model[:200]!r}")
 
 
 def renderDenied(request: Request, denied: Denied) -> bytes:

@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from llmux.errors import (
+    CannotPin,
     LlmuxError,
     ModelCannotFit,
     ModelNotFound,
@@ -70,6 +71,7 @@ STATUS_FOR_ERROR: Mapping[type[LlmuxError], int] = {
     ModelNotReady: 503,
     ModelCannotFit: 503,
     NoUnloadHook: 409,
+    CannotPin: 409,
 }
 
 _JSON = b"application/json"

@@ -121,8 +121,8 @@ _NOT_FORWARDED = _HOP_BY_HOP | {
     b"expect",
 }
 
-#: With API keys configured, the key a client sent is llmux's, not the
-#: backend's.
+#: With keys configured, a key a client sent is llmux's, not the backend's
+#: (an admin key must never reach a backend).
 _NOT_FORWARDED_WITH_KEY = _NOT_FORWARDED | {b"authorization", b"x-api-key"}
 
 _NO_TOKENS: frozenset[bytes] = frozenset()
@@ -339,7 +339,7 @@ class ProxyResource(Resource):
             body=body,
             metrics=self._metrics,
             metricModel=metricModel,
-            withheld=_NOT_FORWARDED if key is None else _NOT_FORWARDED_WITH_KEY,
+            withheld=_NOT_FORWARDED_WITH_KEY if auth.keyed else _NOT_FORWARDED,
             cors=settings.config.cors.origins != (),
             started=started,
             clock=self._clock,

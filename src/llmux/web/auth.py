@@ -31,6 +31,7 @@ __all__ = [
     "Denied",
     "adminAccess",
     "apiKey",
+    "keyAccess",
     "readAccess",
     "renderDenied",
     "scopeDenied",
@@ -133,6 +134,18 @@ def readAccess(auth: AuthConfig, request: Request) -> Key | None:
     @raise Denied: 401 without a valid key.
     """
     if not auth.api_keys:
+        return None
+    return _valid(auth, request)
+
+
+def keyAccess(auth: AuthConfig, request: Request) -> Key | None:
+    """
+    Who may read what C{protect_metrics} protects: anyone while no key at
+    all is configured, else any valid key (API or admin).
+
+    @raise Denied: 401 without a valid key.
+    """
+    if not auth.keyed:
         return None
     return _valid(auth, request)
 

@@ -46,7 +46,7 @@ from llmux.interfaces import IBackendHealth, ISwitcher, ModelState, ModelView
 from llmux.metrics import Metrics
 from llmux.settings import Settings
 from llmux.web.admin import ADMIN_PREFIX, RELOAD_PATH, AdminResource, Reloader
-from llmux.web.auth import Denied, readAccess, renderDenied
+from llmux.web.auth import Denied, keyAccess, readAccess, renderDenied
 from llmux.web.cors import CorsResource
 from llmux.web.errors import MethodNotAllowed
 from llmux.web.events import EventHub, EventsResource
@@ -170,7 +170,7 @@ class MetricsResource(_ReadOnlyEndpoint):
     def renderGet(self, request: Request) -> bytes:
         auth = self._settings.config.auth
         if auth.protect_metrics:
-            readAccess(auth, request)
+            keyAccess(auth, request)
         request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
         return generate_latest(self._registry)
 

@@ -150,6 +150,25 @@ def authSite(agent: IAgent) -> Site:
     )
 
 
+#: How many dashboards the C{dashboards} variant keeps connected.
+DASHBOARDS = 10
+
+
+def dashboardsSite(agent: IAgent) -> Site:
+    """
+    llmux's site with one model and L{DASHBOARDS} clients of
+    C{/llmux/events} connected (issue 14), kept open while it serves.
+    """
+    site = llmuxSite(agent)
+    for i in range(DASHBOARDS):
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 20000 + i))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET /llmux/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert b"event: status" in transport.value(), transport.value()
+    return site
+
+
 def _llmuxSite(agent: IAgent, data: dict[str, Any]) -> Site:
     from llmux.config import parseConfig
     from llmux.metrics import Metrics
@@ -242,6 +261,13 @@ def main() -> None:
         f"llmux, capacity:    {residentCalls:.0f} Python calls per request"
         f" ({residentCalls / treqCalls:.2f}x)"
     )
+    if _hasEvents():
+        watchedCalls, _ = callsPerFunction(dashboardsSite)
+        print(
+            f"llmux, {DASHBOARDS} dashboards:"
+            f" {watchedCalls:.0f} Python calls per request"
+            f" ({watchedCalls / treqCalls:.2f}x)"
+        )
     if _hasAuth():
         authCalls, _ = callsPerFunction(authSite, AUTH_REQUEST)
         print(
@@ -253,6 +279,17 @@ def main() -> None:
     difference.subtract(treqByFunction)
     for function, calls in difference.most_common(20):
         print(f"  {calls / REQUESTS:+6.1f}  {function}")
+
+
+def _hasEvents() -> bool:
+    """
+    Whether the llmux tree measured has C{/llmux/events} (issue 14).
+    """
+    try:
+        import llmux.web.events  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _hasAuth() -> bool:
@@ -273,6 +310,7 @@ if __name__ == "__main__":
             "llmux": llmuxSite,
             "capacity": residencySite,
             "auth": authSite,
+            "dashboards": dashboardsSite,
             "treq": treqSite,
         }[variant]
         request = AUTH_REQUEST if variant == "auth" else REQUEST

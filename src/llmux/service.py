@@ -146,10 +146,12 @@ class LlmuxService(Service):
 
     def _listening(self, port: IListeningPort) -> None:
         self.port = port
+        address = addressText(port.getHost())
         self.log.info(
-            "llmux listening on {address}",
+            "llmux listening on {address} (dashboard: {dashboard})",
             event="listening",
-            address=addressText(port.getHost()),
+            address=address,
+            dashboard=f"http://{address}/llmux/ui",
         )
 
     def stopService(self) -> Deferred[None]:

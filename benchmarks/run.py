@@ -323,6 +323,39 @@ def sourceEnvironment(source: Path) -> dict:
 LLMUX_BACKLOG = 1024
 
 
+def sseCommand(
+    port: int,
+    streams: int,
+    chunks: int,
+    delay: float,
+    ramp: float,
+    timeout: float,
+    *options: str,
+) -> list[str]:
+    """
+    The command line of C{loadgen.py sse} against C{port}, with further
+    C{options} (C{--engine epoll}, ...).
+    """
+    return [
+        sys.executable,
+        str(HERE / "loadgen.py"),
+        "sse",
+        *options,
+        "--port",
+        str(port),
+        "--streams",
+        str(streams),
+        "--chunks",
+        str(chunks),
+        "--delay",
+        str(delay),
+        "--ramp",
+        str(ramp),
+        "--timeout",
+        str(timeout),
+    ]
+
+
 def llmuxCommand(
     source: Path, configPath: Path, port: int, backlog: int | None = LLMUX_BACKLOG
 ) -> tuple[list[str], dict]:
@@ -509,24 +542,9 @@ class Load:
         """
         C{streams} concurrent streams of C{chunks} chunks C{delay} apart.
         """
-        argv = [
-            sys.executable,
-            str(HERE / "loadgen.py"),
-            "sse",
-            "--port",
-            str(port),
-            "--streams",
-            str(streams),
-            "--chunks",
-            str(chunks),
-            "--delay",
-            str(delay),
-            "--ramp",
-            str(ramp),
-            "--timeout",
-            str(chunks * delay + ramp + 30),
-        ]
-        return self._json(argv, chunks * delay + ramp + 90)
+        timeout = chunks * delay + ramp + 30
+        argv = sseCommand(port, streams, chunks, delay, ramp, timeout)
+        return self._json(argv, timeout + 60)
 
     def _json(self, argv: list[str], timeout: float) -> dict[str, Any]:
         """

@@ -87,6 +87,7 @@ from run import (
     pinnedTo,
     request,
     sourceState,
+    sseCommand,
     startTargets,
     statusField,
     table,
@@ -346,27 +347,18 @@ def measure(
     target.refreshPids()
     pids = target.pids
     timeout = chunks * delay + 60
-    argv = [
-        sys.executable,
-        str(HERE / "loadgen.py"),
-        "sse",
+    argv = sseCommand(
+        target.port,
+        streams,
+        chunks,
+        delay,
+        ramp,
+        timeout,
         "--engine",
         "epoll",
-        "--port",
-        str(target.port),
-        "--streams",
-        str(streams),
-        "--chunks",
-        str(chunks),
-        "--delay",
-        str(delay),
-        "--ramp",
-        str(ramp),
-        "--timeout",
-        str(timeout),
         "--window",
         str(settings.window),
-    ]
+    )
     gcBefore = gcSnapshot(target)
     listenBefore = listenCounters()
     rssBefore = statusField(pids, "VmRSS")

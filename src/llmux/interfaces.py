@@ -441,6 +441,29 @@ class HookResult:
     stderr: bytes = b""
     error: str = ""
 
+    @classmethod
+    def ranNoProcess(
+        cls,
+        model: str,
+        hook: str,
+        durationSecs: float,
+        error: str = "",
+        timedOut: bool = False,
+    ) -> HookResult:
+        """
+        The result of a hook that is not a script (HTTP steps, an action on
+        a managed process): exit 0 if it succeeded, 1 with C{error} if not.
+        """
+        return cls(
+            model=model,
+            hook=hook,
+            exitCode=1 if error else 0,
+            signal=None,
+            timedOut=timedOut,
+            durationSecs=durationSecs,
+            error=error,
+        )
+
     @property
     def succeeded(self) -> bool:
         """

@@ -152,13 +152,22 @@ class Liveness:
                 return view
         return None
 
+    def _stillAwake(self, view: ModelView) -> bool:
+        """
+        Whether the model C{view} saw is still awake, and not woken again
+        since (a check that ran across a sleep says nothing of it).
+        """
+        now = self._current(view.name)
+        return (
+            now is not None
+            and now.state is ModelState.AWAKE
+            and now.awakeSince == view.awakeSince
+        )
+
     async def _probe(self, view: ModelView) -> None:
         model = view.name
         result = await self._switcher.runHook(model, "alive")
-        now = self._current(model)
-        if now is None or now.state is not ModelState.AWAKE:
-            return
-        if now.awakeSince != view.awakeSince:
+        if not self._stillAwake(view):
             return
         if result.succeeded:
             self._failing[model] = (view.awakeSince, 0)
@@ -203,12 +212,11 @@ class Liveness:
     async def _checkSuspect(self, view: ModelView) -> bool:
         model = view.name
         result = await self._switcher.runHook(model, "alive")
-        now = self._current(model)
-        if now is None or now.state is not ModelState.AWAKE:
-            return False
-        if now.awakeSince != view.awakeSince:
-            # Woken again while the check ran: the check was of the old one.
-            return True
+        if not self._stillAwake(view):
+            # Asleep now (not serving), or woken again while the check ran
+            # (the check was of the old one): awake is what counts.
+            now = self._current(model)
+            return now is not None and now.state is ModelState.AWAKE
         if result.succeeded:
             return True
         self._failing.pop(model, None)

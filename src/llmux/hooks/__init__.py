@@ -130,10 +130,11 @@ class HookRunner:
             if hook == "wake":
                 spec = Managed.START
             elif hook == "alive":
-                return succeed(_without(model, hook, "backend process is not running"))
+                error = "backend process is not running"
+                return succeed(HookResult.ranNoProcess(model.name, hook, 0.0, error))
             else:
                 # Nothing to put to sleep or unload: the server is gone.
-                return succeed(_without(model, hook))
+                return succeed(HookResult.ranNoProcess(model.name, hook, 0.0))
         if model.process is not None and hook == "wake" and spec is not Managed.START:
             return Deferred.fromCoroutine(self._wakeRunning(model, spec, timeout))
         return self._dispatchStep(model, hook, spec, timeout)
@@ -223,18 +224,3 @@ class HookRunner:
             stderr=stderr,
             reason=result.describeFailure(),
         )
-
-
-def _without(model: ModelConfig, hook: str, error: str = "") -> HookResult:
-    """
-    The result of a hook that ran nothing: it succeeded, unless C{error}.
-    """
-    return HookResult(
-        model=model.name,
-        hook=hook,
-        exitCode=1 if error else 0,
-        signal=None,
-        timedOut=False,
-        durationSecs=0.0,
-        error=error,
-    )

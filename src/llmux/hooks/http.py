@@ -56,23 +56,14 @@ async def _run(
         limit = stepLimit(step, timeout, clock.seconds() - started)
         error = await callStep(client, clock, step, model.port, limit)
         if error is not None:
-            return HookResult(
-                model=model.name,
-                hook=hook,
-                exitCode=1,
-                signal=None,
+            return HookResult.ranNoProcess(
+                model.name,
+                hook,
+                clock.seconds() - started,
+                f"step {number} ({step.describe()}): {error}",
                 timedOut=error.startswith("timed out"),
-                durationSecs=clock.seconds() - started,
-                error=f"step {number} ({step.describe()}): {error}",
             )
-    return HookResult(
-        model=model.name,
-        hook=hook,
-        exitCode=0,
-        signal=None,
-        timedOut=False,
-        durationSecs=clock.seconds() - started,
-    )
+    return HookResult.ranNoProcess(model.name, hook, clock.seconds() - started)
 
 
 def stepLimit(step: HttpStep, timeout: float | None, elapsed: float) -> float | None:

@@ -378,12 +378,7 @@ class ManagedProcesses:
         error: str | None = None,
         timedOut: bool = False,
     ) -> HookResult:
-        return HookResult(
-            model=model.name,
-            hook=hook,
-            exitCode=0 if error is None else 1,
-            signal=None,
-            timedOut=timedOut,
-            durationSecs=self._reactor.seconds() - started,
-            error=error or "",
+        duration = self._reactor.seconds() - started
+        return HookResult.ranNoProcess(
+            model.name, hook, duration, error or "", timedOut=timedOut
         )
